@@ -1,0 +1,187 @@
+"""The probe framework's contract: the Host interface, probe registration, results.
+
+A probe reads evidence through a ``Host`` (the live machine, a saved bundle, a
+fixture tree) and returns findings. It never writes to the system it inspects.
+
+Writing a probe::
+
+    from ddx.probes.base import ProbeContext, probe
+    from ddx.model import Evidence, Finding, State
+
+    @probe("memory", findings=("memory.available_low", "memory.swap_used_high"))
+    def memory(ctx: ProbeContext) -> list[Finding]:
+        text = ctx.host.read_text("/proc/meminfo")
+        ...
+        return [ctx.finding("memory.available_low", low, Evidence(...))]
+
+Rules:
+- Findings the probe declares but does not return stay *unknown*.
+- Return ``absent`` only for a finding the probe really looked for.
+- Raise (any exception) when the evidence cannot be read: the runner records
+  the probe as failed with the reason and its findings stay unknown. Raise
+  ``NotApplicable`` when the probe does not apply to this host (no such
+  service): that is not an error.
+- Parsers are pure functions on text, kept apart from the probe function, so
+  tests feed them samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ddx.model import Evidence, Finding, State
+
+__all__ = [
+    "CommandResult",
+    "Host",
+    "NotApplicable",
+    "ProbeContext",
+    "ProbeResult",
+    "ProbeSpec",
+    "StatResult",
+    "VfsResult",
+    "probe",
+    "registry",
+]
+
+
+class NotApplicable(Exception):
+    """The probe does not apply to this host (nothing to look at). Not an error."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class StatResult:
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime: float
+    ctime: float
+    ino: int = 0
+    nlink: int = 1
+
+
+@dataclass(frozen=True)
+class VfsResult:
+    """statvfs of one mount point (sizes in bytes, inode counts)."""
+
+    total: int
+    free: int  # available to unprivileged users (f_bavail * f_frsize)
+    files: int  # total inodes (0 where the filesystem has no fixed inode count)
+    files_free: int
+    readonly: bool
+
+
+class Host(Protocol):
+    """Where probes read evidence from. Every call may raise:
+
+    - ``FileNotFoundError`` / ``PermissionError`` / ``OSError`` as the OS would;
+    - ``TimeoutError`` when the call did not finish within its timeout (a hung
+      NFS mount, a stuck command); the call is abandoned, never waited for;
+    - ``LookupError`` on a replayed bundle that did not record this call.
+
+    Calls that read the same thing twice (counters sampled over a window) get
+    the successive recorded values on a bundle, in order.
+    """
+
+    name: str
+
+    def read_text(self, path: str, *, max_bytes: int = 4 << 20, tail: bool = False) -> str:
+        """Read a text file (undecodable bytes replaced). With ``tail``, the last
+        ``max_bytes`` bytes; otherwise the first ``max_bytes``."""
+        ...
+
+    def listdir(self, path: str) -> list[str]:
+        """Names in a directory, sorted."""
+        ...
+
+    def stat(self, path: str) -> StatResult:
+        ...
+
+    def statvfs(self, path: str) -> VfsResult:
+        ...
+
+    def readlink(self, path: str) -> str:
+        ...
+
+    def run(self, argv: list[str], *, timeout: float = 2.0) -> CommandResult:
+        """Run a command (argv list, never a shell). Raises FileNotFoundError
+        when the program is missing, TimeoutError when it runs too long."""
+        ...
+
+    def time(self) -> float:
+        """Wall-clock time now (seconds since the epoch) on that host."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait (a no-op on a bundle, whose recorded reads already differ)."""
+        ...
+
+
+@dataclass
+class ProbeContext:
+    """What a probe function receives."""
+
+    host: Host
+    config: Mapping[str, Any] = field(default_factory=dict)  # this probe's section of ddx.toml
+    window: float = 1.0  # sampling window in seconds for rate measurements
+    probe_name: str = ""
+
+    def finding(self, finding_id: str, present: bool, *evidence: Evidence) -> Finding:
+        """A present or absent finding from this probe."""
+        state = State.PRESENT if present else State.ABSENT
+        return Finding(finding_id, state, f"probe:{self.probe_name}", tuple(evidence))
+
+
+ProbeFunc = Callable[[ProbeContext], list[Finding]]
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    name: str
+    func: ProbeFunc
+    findings: tuple[str, ...]
+    timeout: float = 2.0
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one probe run gave: its findings, or why it gave none."""
+
+    name: str
+    status: str  # "ok" | "failed" | "timeout" | "denied" | "not_applicable"
+    findings: tuple[Finding, ...]
+    seconds: float
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"name": self.name, "status": self.status, "seconds": round(self.seconds, 3)}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+registry: dict[str, ProbeSpec] = {}
+
+
+def probe(name: str, *, findings: tuple[str, ...], timeout: float = 2.0) -> Callable[[ProbeFunc], ProbeFunc]:
+    """Register a probe function under ``name`` declaring the findings it can produce."""
+
+    def deco(func: ProbeFunc) -> ProbeFunc:
+        if name in registry:
+            raise ValueError(f"probe {name!r} registered twice")
+        registry[name] = ProbeSpec(name, func, tuple(findings), timeout, (func.__doc__ or "").strip())
+        return func
+
+    return deco
