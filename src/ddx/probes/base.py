@@ -133,9 +133,13 @@ class ProbeContext:
     """What a probe function receives."""
 
     host: Host
-    config: Mapping[str, Any] = field(default_factory=dict)  # this probe's section of ddx.toml
+    config: Mapping[str, Any] = field(default_factory=dict)  # the probe's options: defaults merged with [probe.NAME]
     window: float = 1.0  # sampling window in seconds for rate measurements
     probe_name: str = ""
+
+    def opt(self, key: str) -> Any:
+        """One of the probe's options (its default unless ddx.toml overrides it)."""
+        return self.config[key]
 
     def finding(self, finding_id: str, present: bool, *evidence: Evidence) -> Finding:
         """A present or absent finding from this probe."""
@@ -148,11 +152,16 @@ ProbeFunc = Callable[[ProbeContext], list[Finding]]
 
 @dataclass(frozen=True)
 class ProbeSpec:
+    """A registered probe. ``options`` are its settings with their defaults
+    (thresholds, paths, sizes); ``ddx.toml`` may override them in a
+    ``[probe.NAME]`` table, type-checked against the defaults."""
+
     name: str
     func: ProbeFunc
     findings: tuple[str, ...]
     timeout: float = 2.0
     description: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -175,13 +184,23 @@ class ProbeResult:
 registry: dict[str, ProbeSpec] = {}
 
 
-def probe(name: str, *, findings: tuple[str, ...], timeout: float = 2.0) -> Callable[[ProbeFunc], ProbeFunc]:
-    """Register a probe function under ``name`` declaring the findings it can produce."""
+def probe(
+    name: str,
+    *,
+    findings: tuple[str, ...],
+    timeout: float = 2.0,
+    options: Mapping[str, Any] | None = None,
+) -> Callable[[ProbeFunc], ProbeFunc]:
+    """Register a probe function under ``name`` declaring the findings it can
+    produce and its options with defaults (a comment beside each default says
+    where the number comes from)."""
 
     def deco(func: ProbeFunc) -> ProbeFunc:
         if name in registry:
             raise ValueError(f"probe {name!r} registered twice")
-        registry[name] = ProbeSpec(name, func, tuple(findings), timeout, (func.__doc__ or "").strip())
+        registry[name] = ProbeSpec(
+            name, func, tuple(findings), timeout, (func.__doc__ or "").strip(), dict(options or {})
+        )
         return func
 
     return deco
