@@ -1,0 +1,81 @@
+"""From findings to a diagnosis: the ranked differential and the next checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ddx.engine.checks import CheckAdvice, rank_checks
+from ddx.engine.inference import Weight, posterior, weights
+from ddx.kb.model import KnowledgeBase
+from ddx.model import Finding, State
+
+__all__ = ["Diagnosis", "Hypothesis", "diagnose", "LIKELY"]
+
+LIKELY = 0.5  # above this a hypothesis is called likely; "nothing looks wrong" needs all below it
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    id: str
+    name: str
+    probability: float
+    prior: float
+    support: tuple[Weight, ...]  # findings that argue for it, strongest first
+    against: tuple[Weight, ...]  # findings that argue against it, strongest first
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    hypotheses: tuple[Hypothesis, ...]  # every condition, most probable first
+    unlisted: float  # share for "a cause not in the knowledge base"
+    next_checks: tuple[CheckAdvice, ...]
+    findings: tuple[Finding, ...]  # the known findings used, sorted by id
+    symptoms: tuple[str, ...]  # present findings of kind "symptom"
+    meta: Mapping[str, Any] = field(default_factory=dict)  # title, source, story, host, probes...
+
+    @property
+    def nothing_wrong(self) -> bool:
+        """No symptom is present and no condition is likely."""
+        return not self.symptoms and all(h.probability <= LIKELY for h in self.hypotheses)
+
+
+def diagnose(
+    kb: KnowledgeBase,
+    findings: Sequence[Finding],
+    *,
+    meta: Mapping[str, Any] | None = None,
+    checks: int = 3,
+) -> Diagnosis:
+    """Rank every condition of ``kb`` for ``findings`` (ids must be in the vocabulary)."""
+    known = [f for f in findings if f.state is not State.UNKNOWN]
+    observed: dict[str, State] = {f.id: f.state for f in known}
+    post = posterior(kb, observed)
+    hyps = []
+    for cid, prob in post.ranked():
+        cond = kb.conditions[cid]
+        ws = weights(kb, cid, observed)
+        hyps.append(
+            Hypothesis(
+                id=cid,
+                name=cond.name,
+                probability=prob,
+                prior=cond.prior,
+                support=tuple(w for w in ws if w.decibans > 0),
+                against=tuple(w for w in ws if w.decibans < 0),
+            )
+        )
+    advice = rank_checks(kb, observed, post, limit=checks)
+    symptoms = tuple(
+        f.id for f in sorted(known, key=lambda f: f.id)
+        if f.state is State.PRESENT and kb.findings[f.id].kind == "symptom"
+    )
+    return Diagnosis(
+        hypotheses=tuple(hyps),
+        unlisted=post.unlisted,
+        next_checks=tuple(advice),
+        findings=tuple(sorted(known, key=lambda f: f.id)),
+        symptoms=symptoms,
+        meta=dict(meta or {}),
+    )

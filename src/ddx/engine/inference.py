@@ -1,0 +1,119 @@
+"""Rank conditions given findings: single-fault Bayes with leak probabilities.
+
+The model. Exactly one root cause is behind an incident: one of the knowledge
+base's conditions, or "something not in the knowledge base" (the unlisted
+hypothesis). Findings are conditionally independent given the cause. For a
+condition C and a finding f:
+
+- ``P(f present | C)`` is C's listed likelihood, or f's leak (``fp_rate``) when
+  C does not list f;
+- ``P(f present | unlisted)`` is f's leak.
+
+So a finding a condition does not list is neutral between that condition and
+the unlisted hypothesis, and the unlisted share stays large when nothing
+matches: a case with no matching evidence gets no confident answer.
+
+Explanations. The weight of a finding for C is its log-likelihood ratio
+against the unlisted hypothesis, in decibans (10·log10): ``P(f|C)/leak(f)``
+when present, ``(1-P(f|C))/(1-leak(f))`` when absent. Positive weights argue
+for C, negative against; unknown findings weigh nothing.
+
+Invariants (tested with hypothesis): unknown findings change nothing;
+probabilities lie in [0, 1] and sum with the unlisted share to 1; a present
+finding that C predicts more often than its leak raises C's odds against the
+unlisted hypothesis and never lowers C's probability unless a rival predicts
+the finding more strongly still (the rival then explains it better, which is
+what a normalised differential must do).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ddx.kb.model import KnowledgeBase
+from ddx.model import State
+
+__all__ = ["UNLISTED", "Posterior", "Weight", "likelihood_row", "posterior", "weights"]
+
+UNLISTED = "(unlisted)"
+DB = 10.0 / math.log(10.0)  # natural log to decibans
+
+
+@dataclass(frozen=True)
+class Weight:
+    finding: str
+    state: State
+    decibans: float
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """Probabilities over the conditions (by id) and the unlisted share."""
+
+    probs: Mapping[str, float]
+    unlisted: float
+
+    def ranked(self) -> list[tuple[str, float]]:
+        """Conditions by probability, ties broken by id (deterministic)."""
+        return sorted(self.probs.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    def as_vector(self, order: list[str]) -> list[float]:
+        return [self.probs[c] for c in order] + [self.unlisted]
+
+
+def likelihood_row(kb: KnowledgeBase, finding: str, order: list[str]) -> list[float]:
+    """P(finding present | h) for every condition in ``order``, then the unlisted hypothesis."""
+    leak = kb.findings[finding].fp_rate
+    return [kb.conditions[c].likelihoods.get(finding, leak) for c in order] + [leak]
+
+
+def _log_state(p: float, state: State) -> float:
+    return math.log(p) if state is State.PRESENT else math.log1p(-p)
+
+
+def posterior(kb: KnowledgeBase, observed: Mapping[str, State]) -> Posterior:
+    """Posterior over conditions and the unlisted hypothesis.
+
+    ``observed`` maps finding ids to states; unknown states and ids the
+    knowledge base does not define are ignored (callers validate ids first).
+    """
+    order = sorted(kb.conditions)
+    total_prior = sum(kb.conditions[c].prior for c in order)
+    scale = (1.0 - kb.unlisted_prior) / total_prior if total_prior else 0.0
+    logs = [math.log(kb.conditions[c].prior * scale) for c in order] + [math.log(kb.unlisted_prior)]
+    for fid in sorted(observed):
+        state = observed[fid]
+        if state is State.UNKNOWN or fid not in kb.findings:
+            continue
+        row = likelihood_row(kb, fid, order)
+        for i, p in enumerate(row):
+            logs[i] += _log_state(p, state)
+    top = max(logs)
+    exps = [math.exp(x - top) for x in logs]
+    z = sum(exps)
+    probs = {c: exps[i] / z for i, c in enumerate(order)}
+    return Posterior(probs=probs, unlisted=exps[-1] / z)
+
+
+def weights(kb: KnowledgeBase, condition: str, observed: Mapping[str, State]) -> list[Weight]:
+    """Each known finding's weight of evidence for ``condition`` (decibans against
+    the unlisted hypothesis), strongest first; zero weights are left out."""
+    out: list[Weight] = []
+    likes = kb.conditions[condition].likelihoods
+    for fid in sorted(observed):
+        state = observed[fid]
+        if state is State.UNKNOWN or fid not in likes:
+            continue
+        p, leak = likes[fid], kb.findings[fid].fp_rate
+        w = DB * (_log_state(p, state) - _log_state(leak, state))
+        if abs(w) >= 0.05:
+            out.append(Weight(fid, state, w))
+    out.sort(key=lambda w: (-abs(w.decibans), w.finding))
+    return out
+
+
+def entropy(dist: Iterable[float]) -> float:
+    """Shannon entropy in bits."""
+    return -sum(p * math.log2(p) for p in dist if p > 0.0)
