@@ -70,17 +70,22 @@ class Finding:
         return out
 
 
-def _is_person(source: str) -> bool:
-    return source == "cli" or source.startswith("case:")
+def _rank(source: str) -> int:
+    """Whose word counts most: a person on the command line, then a case file, then probes."""
+    if source == "cli":
+        return 2
+    if source.startswith("case:"):
+        return 1
+    return 0
 
 
 def merge_findings(*groups: list[Finding] | tuple[Finding, ...]) -> list[Finding]:
     """Merge findings from several sources into one per id, sorted by id.
 
-    Rules: a person's word (``cli``, ``case:``) wins over probes; among probes a
-    present finding wins over an absent one (seeing something beats not seeing
-    it elsewhere) and their evidence is pooled; unknown never overrides a known
-    state.
+    Rules: a person's word (``cli`` over ``case:``) wins over probes; between
+    sources of the same rank a present finding wins over an absent one (seeing
+    something beats not seeing it elsewhere) and evidence of the same state is
+    pooled; unknown never overrides a known state.
     """
     by_id: dict[str, Finding] = {}
     for group in groups:
@@ -91,10 +96,10 @@ def merge_findings(*groups: list[Finding] | tuple[Finding, ...]) -> list[Finding
             if cur is None:
                 by_id[f.id] = f
                 continue
-            cur_person, new_person = _is_person(cur.source), _is_person(f.source)
-            if new_person and not cur_person:
+            cur_rank, new_rank = _rank(cur.source.split(",")[0]), _rank(f.source)
+            if new_rank > cur_rank:
                 by_id[f.id] = f
-            elif cur_person and not new_person:
+            elif new_rank < cur_rank:
                 continue
             elif cur.state == f.state:
                 sources = cur.source if f.source in cur.source.split(",") else f"{cur.source},{f.source}"
