@@ -1,0 +1,47 @@
+"""A Markdown block to paste into an incident channel or a postmortem."""
+
+from __future__ import annotations
+
+from ddx.engine.diagnosis import Diagnosis
+from ddx.engine.inference import Weight
+
+__all__ = ["render_markdown"]
+
+
+def _ws(ws: tuple[Weight, ...], limit: int = 3) -> str:
+    if not ws:
+        return "–"
+    return ", ".join(f"`{w.finding}`{'' if w.state.value == 'present' else ' absent'} ({w.decibans:+.0f} dB)" for w in ws[:limit])
+
+
+def render_markdown(d: Diagnosis, *, top: int = 5) -> str:
+    meta = d.meta
+    title = meta.get("title") or ("this host" if meta.get("mode") == "host" else "incident")
+    lines = [f"### ddx diagnosis: {title}", ""]
+    if meta.get("story"):
+        lines += [f"> {meta['story']}", ""]
+    if d.nothing_wrong:
+        lines += ["**Nothing looks wrong**: no symptom was found.", ""]
+    lines += ["| # | Cause | Probability | For | Against |", "|---|---|---:|---|---|"]
+    for i, h in enumerate(d.hypotheses[:top], 1):
+        lines.append(f"| {i} | {h.name} (`{h.id}`) | {h.probability:.0%} | {_ws(h.support)} | {_ws(h.against)} |")
+    lines.append(f"|  | *a cause not in the knowledge base* | {d.unlisted:.0%} |  |  |")
+    lines.append("")
+    if d.next_checks:
+        lines.append("**Next checks**")
+        lines.append("")
+        for i, a in enumerate(d.next_checks, 1):
+            lines.append(f"{i}. **{a.check.title}**: tests {', '.join(f'`{t}`' for t in a.tests[:4])} (~{a.check.cost:.0f} s)")
+            lines.append("   ```")
+            lines += [f"   {cmd}" for cmd in a.check.run]
+            lines.append("   ```")
+        lines.append("")
+    present = [f.id for f in d.findings if f.state.value == "present"]
+    absent = [f.id for f in d.findings if f.state.value == "absent"]
+    lines.append(f"<details><summary>Findings: {len(present)} present, {len(absent)} absent</summary>")
+    lines.append("")
+    lines.append("Present: " + (", ".join(f"`{x}`" for x in present) or "none"))
+    lines.append("")
+    lines.append("Absent: " + (", ".join(f"`{x}`" for x in absent) or "none"))
+    lines.append("</details>")
+    return "\n".join(lines) + "\n"

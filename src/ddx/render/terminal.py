@@ -1,0 +1,119 @@
+"""The terminal view: readable at a glance, colour only on a TTY."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Mapping
+
+from ddx.engine.diagnosis import LIKELY, Diagnosis, Hypothesis
+from ddx.engine.inference import Weight
+from ddx.model import Finding
+
+__all__ = ["render_terminal"]
+
+NBSP = "\u00a0"
+BAR = 20
+SHOWN = 5
+WIDTH = 100
+
+
+class _Style:
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.colour else text
+
+
+def use_colour(stream: object) -> bool:
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _bar(p: float) -> str:
+    n = int(round(p * BAR))
+    return "█" * n + "░" * (BAR - n)
+
+
+def _pct(p: float) -> str:
+    return f"{p * 100:5.1f}%" if p < 0.995 else " >99%"
+
+
+def _weights(ws: tuple[Weight, ...], limit: int = 4) -> str:
+    shown = [f"{w.finding}{'' if w.state.value == 'present' else ' (absent)'} {_db(w.decibans)}" for w in ws[:limit]]
+    more = len(ws) - limit
+    # non-breaking spaces keep "finding +6 dB" on one line when wrapped
+    return ", ".join(x.replace(" ", NBSP) for x in shown) + (f", +{more} more" if more > 0 else "")
+
+
+def _db(x: float) -> str:
+    return f"{x:+.0f} dB" if abs(x) >= 0.95 else f"{x:+.1f} dB"
+
+
+def _wrap(text: str, first: str) -> str:
+    return textwrap.fill(text, WIDTH, initial_indent=first, subsequent_indent=" " * len(first)).replace(NBSP, " ")
+
+
+def _evidence_lines(h: Hypothesis, by_id: Mapping[str, Finding], indent: str) -> list[str]:
+    lines = []
+    for w in h.support[:3]:
+        f = by_id.get(w.finding)
+        if not f or not f.evidence:
+            continue
+        ev = f.evidence[0]
+        src = f" [{ev.source}]" if ev.source else ""
+        lines.append(f"{indent}· {w.finding}: {ev.summary}{src}")
+        for sample in ev.samples[:1]:
+            lines.append(f"{indent}    {sample[:WIDTH - len(indent) - 4]}")
+    return lines
+
+
+def render_terminal(d: Diagnosis, *, colour: bool = False, top: int = SHOWN) -> str:
+    s = _Style(colour)
+    out: list[str] = []
+    meta = d.meta
+    title = meta.get("title") or ("this host" if meta.get("mode") == "host" else "")
+    out.append(s(f"ddx diagnosis{': ' + title if title else ''}", "1"))
+    present = sum(1 for f in d.findings if f.state.value == "present")
+    absent = len(d.findings) - present
+    where = meta.get("case_file") or meta.get("host") or ""
+    out.append(f"{present} findings present, {absent} absent" + (f" · {where}" if where else ""))
+    for probe in meta.get("probes", []):
+        if probe.get("status") not in ("ok", "not_applicable"):
+            out.append(s(f"  could not run probe {probe['name']}: {probe['status']}: {probe.get('reason', '')}", "33"))
+    out.append("")
+    if d.nothing_wrong:
+        out.append(s("Nothing looks wrong: no symptom was found.", "32;1"))
+        out.append("No cause reaches 50%; the ranking below only says what would be least surprising.")
+        out.append("")
+    elif d.hypotheses and d.hypotheses[0].probability <= LIKELY:
+        out.append(s("No single cause stands out yet: do the next checks below.", "33;1"))
+        out.append("")
+    out.append(s("Most likely causes", "1"))
+    by_id = {f.id: f for f in d.findings}
+    for i, h in enumerate(d.hypotheses[:top], 1):
+        code = "31" if h.probability > LIKELY else "33" if h.probability > 0.2 else "2"
+        name = h.name if len(h.name) <= 34 else h.name[:33] + "…"
+        out.append(f"{i:>2}. {s(f'{name:<35}', '1')} {s(_bar(h.probability), code)} {_pct(h.probability)}  {s(h.id, '2')}")
+        if h.support:
+            out.append(_wrap(_weights(h.support), "      for:     "))
+        if h.against:
+            out.append(_wrap(_weights(h.against), "      against: "))
+        out.extend(_evidence_lines(h, by_id, "      "))
+    label = f"{'a cause not in the knowledge base':<35}"
+    out.append(f"    {s(label, '2')} {s(_bar(d.unlisted), '2')} {_pct(d.unlisted)}")
+    out.append("")
+    if d.next_checks:
+        out.append(s("Next checks (most information per minute first)", "1"))
+        for i, a in enumerate(d.next_checks, 1):
+            c = a.check
+            tests = ", ".join(a.tests[:4]) + (" …" if len(a.tests) > 4 else "")
+            auto = ", read-only" if c.auto else ""
+            out.append(f"{i:>2}. {s(c.title, '1')}")
+            out.append(f"      tests {tests} · ~{c.cost:.0f} s{auto} · {a.gain:.2f} bits")
+            for cmd in c.run:
+                out.append(s(f"      $ {cmd}", "36"))
+    return "\n".join(out) + "\n"
