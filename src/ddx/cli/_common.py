@@ -32,4 +32,4 @@ def add_kb_option(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="add a folder of your own condition files to the knowledge base (repeatable)",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")

@@ -1,0 +1,129 @@
+"""`ddx diagnose`: rank the root causes of what this host (or a case) shows."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ddx.cli._common import add_command
+
+DESCRIPTION = """\
+Rank the root causes that explain the evidence, with the findings for and
+against each, and the next checks that best separate the leading causes.
+
+With no --case or --from, ddx probes this host (read-only, time-boxed). A case
+file describes an incident in the finding vocabulary (see `ddx findings`);
+--saw and --ruled-out add what you observed yourself, and a person's word wins
+over a probe's.
+"""
+
+EXAMPLES = """\
+  ddx diagnose                                   probe this host and diagnose it
+  ddx diagnose --case incident.yaml              diagnose a described incident
+  ddx diagnose --case incident.yaml --json       the same, as JSON (docs/json-output.md)
+  ddx diagnose --saw logs.permission_denied --ruled-out change.recent_deploy
+  ddx diagnose --no-probes --saw disk.space_exhausted --markdown
+  ddx diagnose --from bundle.tar.gz              replay evidence saved by `ddx collect`
+"""
+
+
+def register(sub: Any) -> None:
+    p = add_command(sub, "diagnose", help="diagnose this host or a described incident",
+                    description=DESCRIPTION, examples=EXAMPLES, func=run)
+    src = p.add_argument_group("evidence")
+    src.add_argument("--case", metavar="FILE", help="a case file (YAML or JSON) describing the incident")
+    src.add_argument("--from", dest="bundle", metavar="BUNDLE", help="replay a bundle saved by `ddx collect`")
+    src.add_argument("--saw", metavar="FINDING", action="append", default=[], help="a finding you observed (repeatable)")
+    src.add_argument("--ruled-out", metavar="FINDING", action="append", default=[],
+                     help="a finding you looked for and did not see (repeatable)")
+    src.add_argument("--no-probes", action="store_true", help="do not probe this host: use only --saw/--ruled-out")
+    out = p.add_argument_group("output")
+    fmt = out.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON (schema in docs/schema/diagnosis.schema.json)")
+    fmt.add_argument("--markdown", action="store_true", help="print a Markdown block for an incident channel")
+    out.add_argument("--top", type=int, default=5, metavar="N", help="hypotheses shown in the terminal view (default 5)")
+    out.add_argument("--checks", type=int, default=3, metavar="N", help="next checks to propose (default 3)")
+    out.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour the terminal view")
+    try:
+        from ddx.cli.collect import add_collection_options
+    except ModuleNotFoundError:
+        return
+    add_collection_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ddx.cases import load_case, observations
+    from ddx.engine.diagnosis import diagnose
+    from ddx.errors import UsageError
+    from ddx.kb.loader import load_kb
+    from ddx.model import merge_findings
+
+    kb = load_kb(args.kb)
+    vocab = kb.findings.keys()
+    if args.case and args.bundle:
+        raise UsageError("give either --case or --from, not both")
+    person = observations(args.saw, args.ruled_out, vocab)
+    meta: dict[str, Any] = {}
+    evidence: list[Any] = []
+    if args.case:
+        case = load_case(args.case, vocab)
+        for w in case.warnings:
+            print(f"ddx: warning: {w}", file=sys.stderr)
+        meta.update(case.meta, mode="case", case_file=args.case)
+        evidence = case.findings
+    elif args.no_probes:
+        if not person:
+            raise UsageError("--no-probes needs at least one --saw or --ruled-out")
+        meta["mode"] = "observations"
+    else:
+        evidence, more = _collect(args, vocab)
+        meta.update(more)
+    findings = merge_findings(evidence, person)
+    d = diagnose(kb, findings, meta=meta, checks=args.checks)
+    if args.json:
+        from ddx.render.jsonout import render_json
+
+        text = render_json(d)
+    elif args.markdown:
+        from ddx.render.markdown import render_markdown
+
+        text = render_markdown(d, top=args.top)
+    else:
+        from ddx.render.terminal import render_terminal, use_colour
+
+        colour = args.color == "always" or (args.color == "auto" and use_colour(sys.stdout))
+        text = render_terminal(d, colour=colour, top=args.top)
+    sys.stdout.write(text)
+    return 0
+
+
+def _collect(args: argparse.Namespace, vocab: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Probe the live host (or replay a bundle); keep only findings of the vocabulary."""
+    from ddx.errors import UsageError
+
+    try:
+        from ddx.cli.collect import collection_from_args
+    except ModuleNotFoundError:
+        raise UsageError("host probes are not available in this build: use --case or --no-probes") from None
+    col = collection_from_args(args, args.bundle)
+    findings = [f for f in col.findings if f.id in vocab]
+    probes = [r.to_dict() for r in col.results]
+    seconds = round(col.seconds, 3)
+    if args.bundle:
+        # A replay reports the times the probes took on the recorded host, so
+        # that replaying the same bundle gives the same bytes.
+        from ddx.host import BundleHost
+
+        recorded = BundleHost(args.bundle).manifest.get("collection") or {}
+        took = {r.get("name"): r.get("seconds") for r in recorded.get("results", []) if isinstance(r, dict)}
+        for p in probes:
+            p["seconds"] = took.get(p["name"], 0.0)
+        seconds = recorded.get("seconds", 0.0)
+    meta = {
+        "mode": "bundle" if args.bundle else "host",
+        "host": col.host,
+        "probes": probes,
+        "collection_seconds": seconds,
+    }
+    return findings, meta
