@@ -1,0 +1,142 @@
+"""The inference engine and next-check ranking: properties and behaviour."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ddx.engine.checks import rank_checks
+from ddx.engine.diagnosis import diagnose
+from ddx.engine.inference import posterior, weights
+from ddx.kb.loader import load_kb
+from ddx.kb.model import Check, Condition, FindingDef, KnowledgeBase, Outcome
+from ddx.model import Finding, State
+
+KB = load_kb()
+FIDS = sorted(KB.findings)
+STATES = st.sampled_from([State.PRESENT, State.ABSENT, State.UNKNOWN])
+OBS = st.dictionaries(st.sampled_from(FIDS), STATES, max_size=25)
+
+
+@settings(max_examples=200, deadline=None)
+@given(OBS)
+def test_probabilities_are_a_distribution(obs):
+    post = posterior(KB, obs)
+    assert all(0.0 <= p <= 1.0 for p in post.probs.values())
+    assert 0.0 <= post.unlisted <= 1.0
+    assert sum(post.probs.values()) <= 1.0 + 1e-9
+    assert math.isclose(sum(post.probs.values()) + post.unlisted, 1.0, rel_tol=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(OBS, st.lists(st.sampled_from(FIDS), max_size=10))
+def test_unknown_findings_change_nothing(obs, extra):
+    with_unknown = dict(obs)
+    for f in extra:
+        with_unknown.setdefault(f, State.UNKNOWN)
+    assert posterior(KB, obs) == posterior(KB, with_unknown)
+
+
+@settings(max_examples=300, deadline=None)
+@given(OBS, st.sampled_from(sorted(KB.conditions)), st.sampled_from(FIDS))
+def test_a_predicted_finding_raises_the_odds_against_unlisted(obs, cid, fid):
+    """A present finding that C predicts more often than its leak raises C's odds against
+    "a cause not in the knowledge base" (the weight-of-evidence property), and never lowers
+    C's probability when no rival predicts the finding more strongly."""
+    p = KB.likelihood(cid, fid)
+    leak = KB.findings[fid].fp_rate
+    base = {k: v for k, v in obs.items() if k != fid}
+    before, after = posterior(KB, base), posterior(KB, {**base, fid: State.PRESENT})
+    odds_before = before.probs[cid] / before.unlisted
+    odds_after = after.probs[cid] / after.unlisted
+    if p > leak:
+        assert odds_after >= odds_before * (1 - 1e-9)
+        strongest = max([KB.likelihood(c, fid) for c in KB.conditions] + [leak])
+        if p >= strongest:
+            assert after.probs[cid] >= before.probs[cid] - 1e-12
+    elif p < leak:
+        assert odds_after <= odds_before * (1 + 1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(OBS)
+def test_explanations_match_the_posterior(obs):
+    """The weights shown for C add up to C's log odds against the unlisted hypothesis."""
+    post = posterior(KB, obs)
+    for cid in ("disk-full", "hardware-fault", "connection-limit"):
+        ws = weights(KB, cid, obs)
+        total_db = sum(w.decibans for w in ws)
+        prior_ratio = (KB.conditions[cid].prior * (1 - KB.unlisted_prior) / sum(c.prior for c in KB.conditions.values())) / KB.unlisted_prior
+        expected_db = 10 * math.log10(post.probs[cid] / post.unlisted / prior_ratio)
+        assert math.isclose(total_db, expected_db, abs_tol=0.05 * max(1, len(ws)))
+
+
+def test_no_evidence_is_not_confident():
+    post = posterior(KB, {})
+    top = max(post.probs.values())
+    assert top < 0.2
+    assert post.unlisted > top
+
+
+def test_unmatched_evidence_leaves_a_large_unlisted_share():
+    """Symptoms that no condition explains better than its leak do not produce a confident answer."""
+    obs = {"http.5xx_rate_high": State.PRESENT, "http.latency_high": State.PRESENT, "logs.error_burst": State.PRESENT}
+    post = posterior(KB, obs)
+    assert max(post.probs.values()) < 0.5
+
+
+def test_diagnosis_is_deterministic():
+    findings = [Finding("procs.crash_loop", State.PRESENT, "cli"), Finding("disk.space_exhausted", State.ABSENT, "cli")]
+    a = diagnose(KB, findings)
+    b = diagnose(KB, list(reversed(findings)))
+    assert a == b
+
+
+def _toy_kb(checks: list[Check]) -> KnowledgeBase:
+    findings = {f: FindingDef(f, f, 0.05) for f in ("s.common", "s.a_only", "s.b_only", "s.a_more")}
+    conds = {
+        "a": Condition("a", "A", "a", 0.4, {"s.common": 0.9, "s.a_only": 0.9, "s.b_only": 0.02, "s.a_more": 0.9}, ("x",)),
+        "b": Condition("b", "B", "b", 0.4, {"s.common": 0.9, "s.a_only": 0.02, "s.b_only": 0.9, "s.a_more": 0.6}, ("y",)),
+    }
+    return KnowledgeBase(findings, conds, {c.id: c for c in checks}, unlisted_prior=0.2)
+
+
+def _check(cid: str, reveals: tuple[str, ...], cost: float = 30.0, cond: str = "a") -> Check:
+    return Check(cid, cid, ("true",), (Outcome("x", "y"),), cost, True, reveals, cond)
+
+
+def test_a_check_that_separates_the_leaders_beats_one_that_confirms_the_leader():
+    kb = _toy_kb([_check("confirm", ("s.a_more",)), _check("separate", ("s.a_only",))])
+    obs = {"s.common": State.PRESENT}
+    advice = rank_checks(kb, obs, posterior(kb, obs))
+    assert [a.check.id for a in advice] == ["separate", "confirm"]
+    assert set(advice[0].tests) == {"a", "b"}
+
+
+def test_cost_matters():
+    kb = _toy_kb([_check("slow", ("s.a_only",), cost=3600), _check("fast", ("s.b_only",), cost=10, cond="b")])
+    obs = {"s.common": State.PRESENT}
+    assert rank_checks(kb, obs, posterior(kb, obs))[0].check.id == "fast"
+
+
+def test_checks_whose_findings_are_known_are_not_proposed():
+    kb = _toy_kb([_check("separate", ("s.a_only",))])
+    obs = {"s.common": State.PRESENT, "s.a_only": State.ABSENT}
+    assert rank_checks(kb, obs, posterior(kb, obs)) == []
+
+
+def test_dominant_leader_gets_its_confirming_check_first():
+    findings = [Finding("tls.cert_expired", State.PRESENT, "cli"), Finding("logs.tls_errors", State.PRESENT, "cli")]
+    d = diagnose(KB, findings)
+    assert d.hypotheses[0].id == "tls-certificate-expired" and d.hypotheses[0].probability > 0.9
+    assert d.next_checks[0].purpose == "confirm"
+    assert d.next_checks[0].check.id == "tls-expiry"
+
+
+def test_weights_explain_for_and_against():
+    obs = {"disk.space_exhausted": State.PRESENT, "logs.enospc": State.ABSENT}
+    ws = {w.finding: w.decibans for w in weights(KB, "disk-full", obs)}
+    assert ws["disk.space_exhausted"] > 10
+    assert ws["logs.enospc"] < -3
