@@ -1,0 +1,152 @@
+"""``ddx collect``: save what this host shows into a bundle, to replay later.
+
+Also the options every command that runs probes shares (``ddx diagnose``):
+``add_collection_options`` and ``collection_from_args``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from ddx.cli._common import add_command
+
+__all__ = ["add_collection_options", "collection_from_args", "register"]
+
+DESCRIPTION = """\
+Run the probes on this host and save the raw evidence they read (files and
+command outputs) into a bundle, a .tar.gz that `ddx diagnose --from BUNDLE`
+replays anywhere. Secrets are redacted: process environments are never saved,
+passwords and tokens in command lines, URLs and config text are masked.
+Prints one line on stderr: what was saved, and which probes could not run.
+"""
+
+EXAMPLES = """\
+  ddx collect -o incident.tar.gz              save this host's evidence
+  ddx collect -o /tmp/                        file named ddx-HOST-TIME.tar.gz in /tmp
+  ddx collect -o disk.tar.gz --only disk,memory --window 3
+  ddx diagnose --from incident.tar.gz         diagnose it later, elsewhere
+"""
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0: {text!r}")
+    return v
+
+
+def _positive(text: str) -> float:
+    v = _seconds(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return v
+
+
+def add_collection_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a run of the probes."""
+    g = parser.add_argument_group("probes")
+    g.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings file (default: $DDX_CONFIG, ./ddx.toml, /etc/ddx/ddx.toml if present)",
+    )
+    g.add_argument(
+        "--only",
+        metavar="PROBE,...",
+        action="append",
+        default=[],
+        help="run only these probes (comma-separated, repeatable)",
+    )
+    g.add_argument("--probe-timeout", metavar="S", type=_positive, help="seconds each probe may take (default 2)")
+    g.add_argument("--budget", metavar="S", type=_positive, help="seconds the whole run may take (default 10)")
+    g.add_argument("--window", metavar="S", type=_seconds, help="sampling window for rates (default 1)")
+
+
+def _only(args: argparse.Namespace) -> list[str] | None:
+    names = [n.strip() for item in getattr(args, "only", None) or [] for n in item.split(",") if n.strip()]
+    return names or None
+
+
+def _run(args: argparse.Namespace, host: Any) -> Any:
+    from ddx.config import load_config
+    from ddx.probes.runner import run_probes
+
+    config = load_config(getattr(args, "config", None))
+    return run_probes(
+        host,
+        config,
+        only=_only(args),
+        window=getattr(args, "window", None),
+        timeout=getattr(args, "probe_timeout", None),
+        budget=getattr(args, "budget", None),
+    ), config
+
+
+def collection_from_args(args: argparse.Namespace, bundle: str | None = None) -> Any:
+    """Run the probes as the options say: on this host, or replayed from
+    ``bundle``. Returns a ``ddx.probes.runner.Collection``."""
+    if bundle is None:
+        from ddx.host import LiveHost
+
+        host: Any = LiveHost()
+    else:
+        from ddx.host import BundleHost
+
+        host = BundleHost(bundle)
+    collection, _ = _run(args, host)
+    return collection
+
+
+def _output_path(out: str, host: str) -> str:
+    if os.path.isdir(out):
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in host) or "host"
+        return os.path.join(out, f"ddx-{safe}-{stamp}.tar.gz")
+    return out
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MB" if n >= 1 << 20 else f"{n / 1024:.0f} KB"
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from ddx.errors import DdxError
+    from ddx.host import LiveHost, RecordingHost
+
+    host = RecordingHost(LiveHost())
+    collection, config = _run(args, host)
+    target = _output_path(args.output, host.name)
+    try:
+        path = host.save(target, collection, extra={"config": config.path})
+    except OSError as exc:
+        raise DdxError(f"cannot write bundle {target}: {exc.strerror or exc}") from None
+    calls = host.calls()
+    n_out = sum(len(c["outcomes"]) for c in calls)
+    bad = collection.failed()
+    tail = "; could not run: " + ", ".join(f"{r.name} ({r.status}: {r.reason})" for r in bad) if bad else ""
+    print(
+        f"ddx: saved {n_out} reads by {len(collection.results)} probes, {len(collection.findings)} findings, "
+        f"to {path} ({_size(os.path.getsize(path))}) in {collection.seconds:.1f}s{tail}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def register(sub: Any) -> None:
+    parser = add_command(
+        sub,
+        "collect",
+        help="save this host's evidence into a bundle",
+        description=DESCRIPTION,
+        examples=EXAMPLES,
+        func=cmd_collect,
+    )
+    parser.add_argument("-o", "--output", metavar="BUNDLE", required=True, help="bundle file to write (.tar.gz)")
+    add_collection_options(parser)

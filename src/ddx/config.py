@@ -1,0 +1,367 @@
+"""ddx.toml: optional settings. Zero configuration is the normal case.
+
+Search order: ``--config FILE``, ``$DDX_CONFIG``, ``./ddx.toml``,
+``/etc/ddx/ddx.toml``. A file named by ``--config`` or ``$DDX_CONFIG`` must
+exist; the other two are used when present. Schema (every key in
+``docs/config.md``)::
+
+    [ddx]
+    timeout = 2.0        # seconds per probe
+    budget = 10.0        # seconds for the whole run
+    window = 1.0         # sampling window for rates, seconds
+    disable = ["net"]    # probes not to run
+
+    [probe.disk]         # keys: the probe's declared options, plus timeout
+    space_low_percent = 85
+
+An invalid file is one ``ConfigError`` (exit 2) naming the file, the table and
+the key, with a close match when the key looks mistyped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ddx.errors import ConfigError
+from ddx.probes.base import ProbeSpec
+
+__all__ = [
+    "DEFAULT_BUDGET",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_WINDOW",
+    "Config",
+    "find_config",
+    "load_config",
+    "probe_options",
+    "probe_timeout",
+    "render_config_doc",
+]
+
+DEFAULT_TIMEOUT = 2.0  # per probe: enough for /proc reads and a few commands on a loaded host
+DEFAULT_BUDGET = 10.0  # whole run: a person waiting at a terminal during an incident
+DEFAULT_WINDOW = 1.0  # sampling window: long enough for counter deltas, short enough to wait for
+
+SEARCH_PATHS = ("./ddx.toml", "/etc/ddx/ddx.toml")
+
+_DDX_KEYS: dict[str, str] = {
+    "timeout": "seconds each probe may take; `[probe.NAME] timeout` overrides it for one probe, `--probe-timeout` overrides both",
+    "budget": "seconds the whole run may take (default 10)",
+    "window": "sampling window for rates in seconds (default 1)",
+    "disable": "list of probe names not to run",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings in force. ``probes`` holds the ``[probe.NAME]`` tables as
+    written (validated); ``path`` is the file they came from, or None."""
+
+    path: str | None = None
+    timeout: float | None = None  # None: each probe's declared timeout
+    budget: float = DEFAULT_BUDGET
+    window: float = DEFAULT_WINDOW
+    disable: tuple[str, ...] = ()
+    probes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+
+
+def find_config(path: str | None) -> str | None:
+    """The config file to use, following the search order, or None."""
+    if path:
+        return path
+    env = os.environ.get("DDX_CONFIG")
+    if env:
+        return env
+    for p in SEARCH_PATHS:
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    if choices:
+        return f" (known: {', '.join(sorted(choices))})"
+    return ""
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "table"
+    return type(value).__name__
+
+
+def _check_type(default: Any, value: Any) -> tuple[bool, Any]:
+    """Does ``value`` fit where ``default`` is the declared default? Returns
+    (ok, value converted: int to float where a float is expected)."""
+    if default is None:
+        return True, value
+    if isinstance(default, bool):
+        return isinstance(value, bool), value
+    if isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return math.isfinite(value), float(value)
+        return False, value
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if isinstance(default, str):
+        return isinstance(value, str), value
+    if isinstance(default, (list, tuple)):
+        if not isinstance(value, list):
+            return False, value
+        if default:
+            proto = default[0]
+            out = []
+            for item in value:
+                if isinstance(proto, dict) or isinstance(item, dict):
+                    if not isinstance(item, dict):
+                        return False, value
+                    out.append(item)
+                    continue
+                ok, conv = _check_type(proto, item)
+                if not ok:
+                    return False, value
+                out.append(conv)
+            return True, out if isinstance(default, list) else tuple(out)
+        # No default element to compare with: a list of strings or of tables.
+        if all(isinstance(x, str) for x in value) or all(isinstance(x, dict) for x in value):
+            return True, value if isinstance(default, list) else tuple(value)
+        return False, value
+    if isinstance(default, dict):
+        return isinstance(value, dict), value
+    return isinstance(value, type(default)), value
+
+
+def _positive(where: str, key: str, value: Any, *, zero_ok: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{where} key {key!r}: expected a number of seconds, got {_type_name(value)}")
+    if value < 0 or (value == 0 and not zero_ok):
+        raise ConfigError(f"{where} key {key!r}: must be {'>= 0' if zero_ok else '> 0'}, got {value}")
+    return float(value)
+
+
+def load_config(path: str | None) -> Config:
+    """Read and validate the config (``path`` as given by ``--config``, or the
+    search order). No file anywhere: the defaults."""
+    from ddx.probes import load_probes
+    from ddx.probes.base import registry
+
+    file = find_config(path)
+    if file is None:
+        return Config()
+    try:
+        with open(file, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{file}: is a directory, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+
+    load_probes()
+    known_probes = sorted(registry)
+    for table in data:
+        if table not in ("ddx", "probe"):
+            raise ConfigError(f"{file}: unknown table [{table}]{_suggest(table, ['ddx', 'probe'])}")
+
+    top = data.get("ddx", {})
+    if not isinstance(top, dict):
+        raise ConfigError(f"{file}: 'ddx' must be a table [ddx]")
+    where = f"{file}: [ddx]"
+    for key in top:
+        if key not in _DDX_KEYS:
+            raise ConfigError(f"{where} unknown key {key!r}{_suggest(key, list(_DDX_KEYS))}")
+    timeout = _positive(where, "timeout", top["timeout"]) if "timeout" in top else None
+    budget = _positive(where, "budget", top["budget"]) if "budget" in top else DEFAULT_BUDGET
+    window = _positive(where, "window", top["window"], zero_ok=True) if "window" in top else DEFAULT_WINDOW
+    disable_raw = top.get("disable", [])
+    if not isinstance(disable_raw, list) or not all(isinstance(x, str) for x in disable_raw):
+        raise ConfigError(f"{where} key 'disable': expected a list of probe names, got {_type_name(disable_raw)}")
+    for name in disable_raw:
+        if name not in registry:
+            raise ConfigError(f"{where} key 'disable': unknown probe {name!r}{_suggest(name, known_probes)}")
+
+    probes_raw = data.get("probe", {})
+    if not isinstance(probes_raw, dict):
+        raise ConfigError(f"{file}: 'probe' must hold tables like [probe.disk]")
+    probes: dict[str, dict[str, Any]] = {}
+    for name, table in probes_raw.items():
+        if name not in registry:
+            raise ConfigError(f"{file}: unknown table [probe.{name}]: no probe {name!r}{_suggest(name, known_probes)}")
+        where = f"{file}: [probe.{name}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{file}: 'probe.{name}' must be a table [probe.{name}]")
+        spec = registry[name]
+        out: dict[str, Any] = {}
+        for key, value in table.items():
+            if key == "timeout":
+                out[key] = _positive(where, key, value)
+                continue
+            if key not in spec.options:
+                choices = [*spec.options, "timeout"]
+                raise ConfigError(f"{where} unknown key {key!r}{_suggest(key, choices)}")
+            ok, conv = _check_type(spec.options[key], value)
+            if not ok:
+                want = _type_name(spec.options[key])
+                if isinstance(spec.options[key], (list, tuple)) and spec.options[key]:
+                    want = f"list of {_type_name(spec.options[key][0])}s"
+                raise ConfigError(f"{where} key {key!r}: expected {want}, got {_type_name(value)} {value!r}")
+            out[key] = conv
+        probes[name] = out
+    return Config(file, timeout, budget, window, tuple(disable_raw), probes)
+
+
+def probe_options(config: Config, spec: ProbeSpec) -> dict[str, Any]:
+    """The probe's options: its declared defaults, overridden by ``[probe.NAME]``."""
+    opts = dict(spec.options)
+    for key, value in config.probes.get(spec.name, {}).items():
+        if key != "timeout":
+            opts[key] = value
+    return opts
+
+
+def probe_timeout(config: Config, spec: ProbeSpec, override: float | None = None) -> float:
+    """Seconds the probe may take: the command line's ``--probe-timeout``
+    (``override``, explicit at run time, wins), else ``[probe.NAME] timeout``,
+    else ``[ddx] timeout``, else the probe's declared timeout."""
+    if override is not None:
+        return float(override)
+    own = config.probes.get(spec.name, {}).get("timeout")
+    if own is not None:
+        return float(own)
+    if config.timeout is not None:
+        return config.timeout
+    return spec.timeout
+
+
+# --- documentation -------------------------------------------------------------
+
+_DOC_INTRO = """\
+# Configuration: ddx.toml
+
+ddx needs no configuration: every probe has defaults that make sense on an
+ordinary Linux host. A TOML file changes them: expected pool sizes, log paths,
+deploy markers, thresholds, probe timeouts.
+
+Where ddx looks, first match wins: `--config FILE`, `$DDX_CONFIG`,
+`./ddx.toml`, `/etc/ddx/ddx.toml`. A file named by `--config` or `$DDX_CONFIG`
+must exist. An invalid file stops ddx with one error naming the file, the table
+and the key (with the closest known key when it looks mistyped), exit code 2.
+
+Rules: tables are `[ddx]` and `[probe.NAME]`, nothing else. A `[probe.NAME]`
+table may set that probe's options below and `timeout`. A value must have the
+type of its default; an integer is accepted where the default is a number with
+a fraction, and a list of tables where the default is a list.
+
+```toml
+[ddx]
+timeout = 3          # seconds per probe
+budget = 15          # seconds for the whole run
+window = 2           # sampling window for rates
+disable = ["net"]
+
+[probe.disk]
+space_low_percent = 85.0
+expect_rw = ["/var/lib/postgresql"]
+```
+
+This page is generated from the probes' declarations:
+`python -c "from ddx.config import render_config_doc; print(render_config_doc(), end='')" > docs/config.md`
+"""
+
+
+def _option_comments(spec: ProbeSpec) -> dict[str, str]:
+    """The comment lines written above (or beside) each option default in the
+    probe's ``@probe(...)`` call: where the number comes from."""
+    import inspect
+    import re
+    import sys
+
+    module = sys.modules.get(spec.func.__module__)
+    try:
+        src = inspect.getsource(module) if module else ""
+    except (OSError, TypeError):
+        return {}
+    m = re.search(rf"@probe\(\s*[\"']{re.escape(spec.name)}[\"']", src)
+    if not m:
+        return {}
+    out: dict[str, str] = {}
+    pending: list[str] = []
+    for line in src[m.end() :].splitlines():
+        s = line.strip()
+        if s.startswith("def ") or s.startswith("async def "):
+            break
+        if s.startswith("#"):
+            pending.append(s.lstrip("#").strip())
+            continue
+        km = re.match(r"[\"']([A-Za-z0-9_]+)[\"']\s*:", s)
+        if km and km.group(1) in spec.options and km.group(1) not in out:
+            text = " ".join(pending)
+            if "#" in s:
+                text = (text + " " + s.split("#", 1)[1].strip()).strip()
+            out[km.group(1)] = text
+        pending = []
+    return out
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        inner = ", ".join(_toml_value(x) for x in v)
+        return f"[{inner}]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    return repr(v)
+
+
+def render_config_doc() -> str:
+    """docs/config.md: every key of [ddx] and of every registered probe."""
+    from ddx.probes import load_probes
+    from ddx.probes.base import registry
+
+    load_probes()
+    lines = [_DOC_INTRO, "## [ddx]", "", "| key | default | meaning |", "|---|---|---|"]
+    defaults = {"timeout": "each probe's own (2)", "budget": "10", "window": "1", "disable": "[]"}
+    for key, meaning in _DDX_KEYS.items():
+        lines.append(f"| `{key}` | {defaults[key]} | {meaning} |")
+    lines.append("")
+    for name in sorted(registry):
+        spec = registry[name]
+        lines += [f"## [probe.{name}]", ""]
+        if spec.description:
+            lines += [" ".join(spec.description.split("\n\n", 1)[0].split()), ""]
+        lines += [f"Findings: {', '.join(f'`{f}`' for f in spec.findings)}.", ""]
+        lines += ["| key | default | why this default |", "|---|---|---|"]
+        lines.append(f"| `timeout` | {spec.timeout:g} | seconds this probe may take |")
+        comments = _option_comments(spec)
+        for key in spec.options:
+            default = _toml_value(spec.options[key]).replace("|", "\\|")
+            if len(default) > 60:
+                default = default[:57] + "...]"
+            why = comments.get(key, "").replace("|", "\\|")
+            lines.append(f"| `{key}` | `{default}` | {why} |")
+        lines.append("")
+    return "\n".join(lines)
