@@ -1,0 +1,41 @@
+"""Small parsers shared by the resource probes (pure functions on text)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["parse_psi", "read_psi"]
+
+
+def parse_psi(text: str) -> dict[str, dict[str, float]]:
+    """Parse a /proc/pressure/{cpu,io,memory} file::
+
+        some avg10=1.53 avg60=0.87 avg300=0.40 total=37394320
+        full avg10=0.00 avg60=0.00 avg300=0.00 total=0
+
+    into ``{"some": {"avg10": 1.53, ...}, "full": {...}}``. The averages are
+    percentages of wall time in which some (or all non-idle) tasks were stalled
+    on that resource. Unknown or malformed fields are skipped."""
+    out: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts or parts[0] not in ("some", "full"):
+            continue
+        vals: dict[str, float] = {}
+        for item in parts[1:]:
+            key, _, val = item.partition("=")
+            try:
+                vals[key] = float(val)
+            except ValueError:
+                continue
+        out[parts[0]] = vals
+    return out
+
+
+def read_psi(host: Any, resource: str) -> dict[str, dict[str, float]] | None:
+    """PSI of one resource, or None when the kernel has no PSI (not built in,
+    ``psi=0``) or it cannot be read: PSI is supporting evidence, never required."""
+    try:
+        return parse_psi(host.read_text(f"/proc/pressure/{resource}", max_bytes=4096))
+    except (OSError, LookupError):
+        return None

@@ -1,0 +1,145 @@
+"""cpu: parsers on samples, the probe on recorded incidents and on this host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ddx.host import BundleHost, LiveHost, build_bundle
+from ddx.model import Finding, State
+from ddx.probes.base import ProbeContext, registry
+from ddx.probes.cpu import CpuTimes, cpu, cpu_shares, parse_loadavg, parse_stat
+
+STAT = """\
+cpu  {user} 0 {system} {idle} {iowait} 0 0 {steal} 0 0
+cpu0 1 0 1 1 0 0 0 0 0 0
+cpu1 1 0 1 1 0 0 0 0 0 0
+intr 123 0 0
+ctxt 456
+"""
+MEMINFO = "MemTotal: 1000000 kB\nMemAvailable: 800000 kB\n"
+PSI0 = "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+
+
+def stat(user: int, system: int, idle: int, iowait: int = 0, steal: int = 0) -> str:
+    return STAT.format(user=user, system=system, idle=idle, iowait=iowait, steal=steal)
+
+
+def test_parse_stat_and_loadavg() -> None:
+    times, cores = parse_stat(stat(100, 50, 800, 30, 20))
+    assert cores == 2
+    assert times == CpuTimes(user=100, system=50, idle=800, iowait=30, steal=20)
+    assert times.total == 1000
+    la = parse_loadavg("0.52 0.58 0.59 3/1234 5678\n")
+    assert (la.load1, la.runnable, la.tasks) == (0.52, 3, 1234)
+    with pytest.raises(ValueError):
+        parse_stat("intr 1\n")
+    with pytest.raises(ValueError):
+        parse_loadavg("garbage")
+
+
+def test_cpu_shares() -> None:
+    a, _ = parse_stat(stat(100, 0, 100))
+    b, _ = parse_stat(stat(170, 10, 110, iowait=5, steal=5))
+    s = cpu_shares(a, b)
+    assert s == {"busy": 80.0, "idle": 10.0, "iowait": 5.0, "steal": 5.0}
+    assert cpu_shares(a, a) is None
+
+
+def _run(tmp_path: Path, stats: list[str], loadavg: str, psi_cpu: str = PSI0, psi_io: str = PSI0,
+         meminfo: str = MEMINFO) -> dict[str, Finding]:  # fmt: skip
+    path = build_bundle(
+        str(tmp_path / "b"),
+        files={
+            "/proc/stat": stats,
+            "/proc/loadavg": loadavg,
+            "/proc/meminfo": meminfo,
+            "/proc/pressure/cpu": psi_cpu,
+            "/proc/pressure/io": psi_io,
+            "/proc/pressure/memory": PSI0,
+        },
+        times=[10.0, 11.0],
+    )
+    ctx = ProbeContext(BundleHost(path), dict(registry["cpu"].options), 1.0, "cpu")
+    return {f.id: f for f in cpu(ctx)}
+
+
+def test_saturated_host(tmp_path: Path) -> None:
+    got = _run(tmp_path, [stat(0, 0, 0), stat(170, 25, 5)], "5.10 4.80 3.00 6/300 99\n",
+               psi_cpu="some avg10=70.00 avg60=60.00 avg300=40.00 total=1\n")  # fmt: skip
+    sat = got["cpu.saturated"]
+    assert sat.state is State.PRESENT
+    assert sat.evidence[0].value == 97.5
+    assert "2 cores" in sat.evidence[1].summary
+    assert got["load.low"].state is State.ABSENT
+    assert got["cpu.steal_high"].state is State.ABSENT
+
+
+def test_busy_but_no_queue_is_not_saturated(tmp_path: Path) -> None:
+    # A short burst: CPUs busy now, but the 1-minute load is under the core count and nothing waits.
+    got = _run(tmp_path, [stat(0, 0, 0), stat(190, 5, 5)], "0.40 0.20 0.10 1/300 99\n")
+    assert got["cpu.saturated"].state is State.ABSENT
+
+
+def test_steal(tmp_path: Path) -> None:
+    got = _run(tmp_path, [stat(0, 0, 0), stat(50, 10, 110, steal=30)], "1.0 1.0 1.0 1/100 9\n")
+    st = got["cpu.steal_high"]
+    assert st.state is State.PRESENT and st.evidence[0].value == 15.0
+
+
+def test_idle_host_is_load_low(tmp_path: Path) -> None:
+    got = _run(tmp_path, [stat(0, 0, 0), stat(5, 3, 192)], "0.05 0.03 0.01 1/120 7\n")
+    low = got["load.low"]
+    assert low.state is State.PRESENT and "mostly idle" in low.evidence[0].summary
+    assert got["cpu.saturated"].state is State.ABSENT
+
+
+@pytest.mark.parametrize(
+    ("psi_io", "meminfo", "iowait", "why"),
+    [
+        ("some avg10=30.00 avg60=0 avg300=0 total=1\nfull avg10=20.00 avg60=0 avg300=0 total=1\n", MEMINFO, 0, "I/O pressure"),
+        (PSI0, "MemTotal: 1000000 kB\nMemAvailable: 50000 kB\n", 0, "RAM available"),
+        (PSI0, MEMINFO, 40, "iowait"),
+    ],
+)
+def test_idle_cpu_but_pressure_elsewhere_is_not_load_low(
+    tmp_path: Path, psi_io: str, meminfo: str, iowait: int, why: str
+) -> None:
+    got = _run(tmp_path, [stat(0, 0, 0), stat(5, 3, 192 - iowait, iowait=iowait)], "0.05 0.03 0.01 1/120 7\n",
+               psi_io=psi_io, meminfo=meminfo)  # fmt: skip
+    low = got["load.low"]
+    assert low.state is State.ABSENT and why in low.evidence[0].summary
+
+
+def test_kernel_without_psi(tmp_path: Path) -> None:
+    path = build_bundle(
+        str(tmp_path / "b"),
+        files={
+            "/proc/stat": [stat(0, 0, 0), stat(5, 3, 192)],
+            "/proc/loadavg": "0.05 0.03 0.01 1/120 7\n",
+            "/proc/meminfo": MEMINFO,
+            "/proc/pressure/cpu": FileNotFoundError(2, "No such file or directory", "/proc/pressure/cpu"),
+            "/proc/pressure/io": FileNotFoundError(2, "No such file or directory", "/proc/pressure/io"),
+            "/proc/pressure/memory": FileNotFoundError(2, "No such file or directory", "/proc/pressure/memory"),
+        },
+    )
+    ctx = ProbeContext(BundleHost(path), dict(registry["cpu"].options), 1.0, "cpu")
+    got = {f.id: f for f in cpu(ctx)}
+    assert got["load.low"].state is State.PRESENT
+    assert len(got["cpu.saturated"].evidence) == 2  # no PSI evidence
+
+
+def test_this_host() -> None:
+    ctx = ProbeContext(LiveHost(), dict(registry["cpu"].options), 0.3, "cpu")
+    got = {f.id: f for f in cpu(ctx)}
+    assert set(got) == {"cpu.saturated", "cpu.steal_high", "load.low"}
+    assert all(f.state in (State.PRESENT, State.ABSENT) for f in got.values())
+
+
+def test_zero_window_is_not_applicable() -> None:
+    from ddx.probes.base import NotApplicable
+
+    ctx = ProbeContext(LiveHost(), dict(registry["cpu"].options), 0.0, "cpu")
+    with pytest.raises(NotApplicable, match="window"):
+        cpu(ctx)
