@@ -57,17 +57,23 @@ def _wrap(text: str, first: str) -> str:
     return textwrap.fill(text, WIDTH, initial_indent=first, subsequent_indent=" " * len(first)).replace(NBSP, " ")
 
 
-def _evidence_lines(h: Hypothesis, by_id: Mapping[str, Finding], indent: str) -> list[str]:
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _evidence_lines(h: Hypothesis, by_id: Mapping[str, Finding], indent: str, shown: set[str]) -> list[str]:
+    """The measured evidence behind the strongest supporting findings, each finding once per report."""
     lines = []
     for w in h.support[:3]:
         f = by_id.get(w.finding)
-        if not f or not f.evidence:
+        if not f or not f.evidence or f.id in shown:
             continue
+        shown.add(f.id)
         ev = f.evidence[0]
-        src = f" [{ev.source}]" if ev.source else ""
-        lines.append(f"{indent}· {w.finding}: {ev.summary}{src}")
+        src = f" [{ev.source}]" if ev.source and ev.source not in ev.summary else ""
+        lines.append(_clip(f"{indent}· {w.finding}: {ev.summary}{src}", WIDTH))
         for sample in ev.samples[:1]:
-            lines.append(f"{indent}    {sample[:WIDTH - len(indent) - 4]}")
+            lines.append(_clip(f"{indent}    {sample.strip()}", WIDTH))
     return lines
 
 
@@ -83,7 +89,7 @@ def render_terminal(d: Diagnosis, *, colour: bool = False, top: int = SHOWN) -> 
     out.append(f"{present} findings present, {absent} absent" + (f" · {where}" if where else ""))
     for probe in meta.get("probes", []):
         if probe.get("status") not in ("ok", "not_applicable"):
-            out.append(s(f"  could not run probe {probe['name']}: {probe['status']}: {probe.get('reason', '')}", "33"))
+            out.append(s(_clip(f"  could not run probe {probe['name']}: {probe['status']}: {probe.get('reason', '')}", WIDTH), "33"))
     out.append("")
     if d.nothing_wrong:
         out.append(s("Nothing looks wrong: no symptom was found.", "32;1"))
@@ -94,6 +100,7 @@ def render_terminal(d: Diagnosis, *, colour: bool = False, top: int = SHOWN) -> 
         out.append("")
     out.append(s("Most likely causes", "1"))
     by_id = {f.id: f for f in d.findings}
+    shown: set[str] = set()
     for i, h in enumerate(d.hypotheses[:top], 1):
         code = "31" if h.probability > LIKELY else "33" if h.probability > 0.2 else "2"
         name = h.name if len(h.name) <= 34 else h.name[:33] + "…"
@@ -102,7 +109,7 @@ def render_terminal(d: Diagnosis, *, colour: bool = False, top: int = SHOWN) -> 
             out.append(_wrap(_weights(h.support), "      for:     "))
         if h.against:
             out.append(_wrap(_weights(h.against), "      against: "))
-        out.extend(_evidence_lines(h, by_id, "      "))
+        out.extend(_evidence_lines(h, by_id, "      ", shown))
     label = f"{'a cause not in the knowledge base':<35}"
     out.append(f"    {s(label, '2')} {s(_bar(d.unlisted), '2')} {_pct(d.unlisted)}")
     out.append("")
