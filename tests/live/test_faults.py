@@ -282,6 +282,8 @@ def test_workers_left_behind_by_a_restarted_manager_are_a_process_leak(workdir: 
 
     try:
         old = start_manager(1)
+        old_workers = Path(f"/proc/{old.pid}/task/{old.pid}/children").read_text().split()
+        assert len(old_workers) == 3
         os.kill(old.pid, 9)  # the manager dies; its three workers live on, adopted by init
         old.wait(timeout=10)
         time.sleep(0.2)
@@ -294,4 +296,4 @@ def test_workers_left_behind_by_a_restarted_manager_are_a_process_leak(workdir: 
     assert ranked(out)[0] == "process-leak", ranked(out)[:3]
     assert {"procs.orphaned_workers", "procs.count_excess"} <= present(out)
     ev = json.dumps({f["id"]: f for f in out["findings"]}["procs.orphaned_workers"])
-    assert "appserve" in ev
+    assert any(f"pid {pid} " in ev for pid in old_workers), ev
