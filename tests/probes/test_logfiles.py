@@ -29,6 +29,7 @@ from ddx.model import State
 from ddx.probes.base import ProbeContext, registry
 from ddx.probes.logfiles import (
     FINDINGS,
+    MINED,
     TextScan,
     cut_record,
     expand_glob,
@@ -170,7 +171,7 @@ def test_judge_needs_min_count_and_says_why():
     res = {f: p for f, p, _ in judge_signatures([_scan(three)], cutoff=NOW - 3600, sources=["t.log"],
                                                 bytes_read=len(three))}
     assert res["net.connection_resets"] and not res["logs.enospc"]
-    assert set(res) == set(FINDINGS) - {"logs.truncated_lines"}
+    assert set(res) == set(FINDINGS) - {"logs.truncated_lines", *MINED}
 
 
 # --- cut records and stopped logs --------------------------------------------------------------

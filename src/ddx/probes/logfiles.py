@@ -86,7 +86,8 @@ __all__ = [
     "typical_gap",
 ]
 
-FINDINGS: tuple[str, ...] = (*signature_findings(), "logs.truncated_lines")
+MINED = ("logs.new_error_signature", "logs.error_burst")  # from template mining (ddx.logs)
+FINDINGS: tuple[str, ...] = (*signature_findings(), "logs.truncated_lines", *MINED)
 
 DEFAULT_LOGS: tuple[str, ...] = (
     "/var/log/syslog",
@@ -716,6 +717,11 @@ def _truncation(ctx: ProbeContext, read: LogRead) -> tuple[bool, tuple[Evidence,
         "max_procs": 4000,
         # Open-file links read at most in that scan (a few thousand on a typical server).
         "max_fd_links": 50000,
+        # Template mining (new error messages, error bursts): the last minutes that form the
+        # incident part; earlier lines of the tails read are the baseline. `since` overrides it.
+        "incident_minutes": 30.0,
+        # Lines mined at most over all logs (the miner does ~100k raw lines/s here).
+        "mine_max_lines": 30000,
     },
 )
 def logfiles(ctx: ProbeContext) -> list[Finding]:
@@ -753,4 +759,26 @@ def logfiles(ctx: ProbeContext) -> list[Finding]:
                             failed=read.failed)]
     present, ev = _truncation(ctx, read)
     out.append(ctx.finding("logs.truncated_lines", present, *ev))
+    incident = since if since > 0 else now - float(ctx.opt("incident_minutes")) * 60.0
+    out.extend(mined_findings(ctx, read, incident_start=incident, max_lines=int(ctx.opt("mine_max_lines"))))
     return out
+
+
+def mined_findings(ctx: ProbeContext, read: LogRead, *, incident_start: float, max_lines: int) -> list[Finding]:
+    """logs.new_error_signature and logs.error_burst from the templates of the
+    tails read: lines before ``incident_start`` are the baseline. Each log
+    gives at most an equal share of ``max_lines`` (its newest lines)."""
+    from ddx.logs import log_findings, summarize_many
+
+    texts = [c for c in read.chunks if c.text]
+    if not texts or max_lines <= 0:
+        return []
+    share = max(1, max_lines // len(texts))
+    sources: dict[str, list[str]] = {}
+    for c in texts:
+        lines = c.text.splitlines()
+        if c.partial_head and lines:
+            lines = lines[1:]  # the read began mid-line
+        sources[c.path] = lines[-share:]
+    summary = summarize_many(sources, baseline_until=incident_start, reference_time=read.now)
+    return [Finding(f.id, f.state, f"probe:{ctx.probe_name}", f.evidence) for f in log_findings(summary, source=ctx.probe_name)]
