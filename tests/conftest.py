@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,12 @@ def kb():  # type: ignore[no-untyped-def]
     from ddx.kb.loader import load_kb
 
     return load_kb(strict=True)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    os.chmod(tmp_path, 0o755)  # readable by the unprivileged writers the tests start
+    for parent in tmp_path.parents:
+        if str(parent).startswith(tempfile.gettempdir()) and parent != Path(tempfile.gettempdir()):
+            os.chmod(parent, 0o755)
+    return tmp_path

@@ -19,8 +19,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -96,12 +94,3 @@ def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    os.chmod(tmp_path, 0o755)  # readable by the unprivileged writers the tests start
-    for parent in tmp_path.parents:
-        if str(parent).startswith(tempfile.gettempdir()) and parent != Path(tempfile.gettempdir()):
-            os.chmod(parent, 0o755)
-    return tmp_path

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from live_helpers import ROOT, as_user, diagnose, present, ranked, spawn, tmpfs, wait_for, workdir, write_config  # noqa: F401
+from live_helpers import ROOT, as_user, diagnose, present, ranked, spawn, tmpfs, wait_for, write_config
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -121,7 +121,7 @@ def test_process_at_its_open_file_limit_is_fd_exhaustion(workdir: Path) -> None:
         "    logging.error('accept failed: %s', e)\n"
         "    held.pop().close()  # room to signal readiness: the process stays at 63 of 64\n"
     ))
-    with spawn(code) as proc:
+    with spawn(code):
         wait_for(lambda: (workdir / "flag" / "ready").exists(), what="the process to hit its limit")
         out, _ = diagnose(write_config(workdir, start, [str(log)]))
     assert ranked(out)[0] == "fd-exhaustion", ranked(out)[:3]

@@ -141,6 +141,20 @@ class ProbeContext:
         """One of the probe's options (its default unless ddx.toml overrides it)."""
         return self.config[key]
 
+    def window_start(self, now: float) -> float:
+        """Where "recent" begins for a probe that reads history (logs, changes):
+        its ``since`` option (epoch seconds) when set, else ``lookback_hours``
+        before ``now``. Such probes declare both options."""
+        since = float(self.opt("since"))
+        if since > 0:
+            return since
+        hours = float(self.opt("lookback_hours"))
+        if hours <= 0:
+            from ddx.errors import ProbeError
+
+            raise ProbeError(f"probe.{self.probe_name} lookback_hours must be > 0, got {hours}")
+        return now - hours * 3600.0
+
     def finding(self, finding_id: str, present: bool, *evidence: Evidence) -> Finding:
         """A present or absent finding from this probe."""
         state = State.PRESENT if present else State.ABSENT

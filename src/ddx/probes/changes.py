@@ -63,7 +63,6 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from ddx.errors import ProbeError
 from ddx.model import Evidence, Finding
 from ddx.probes.base import Host, ProbeContext, probe
 from ddx.probes.logfiles import collect_logs, expand_glob, host_zone
@@ -706,14 +705,7 @@ def changes(ctx: ProbeContext) -> list[Finding]:
     restarts, and whether errors in the logs began within minutes after one."""
     host = ctx.host
     now = host.time()
-    since = float(ctx.opt("since"))
-    if since > 0:
-        cutoff = since
-    else:
-        hours = float(ctx.opt("lookback_hours"))
-        if hours <= 0:
-            raise ProbeError(f"probe.changes lookback_hours must be > 0, got {hours}")
-        cutoff = now - hours * 3600.0
+    cutoff = ctx.window_start(now)
     tz = host_zone(host)
     out: list[Finding] = []
     scope = f"since {iso(cutoff)}"

@@ -318,12 +318,7 @@ def kernel(ctx: ProbeContext) -> list[Finding]:
     read-only remounts, OOM kills, program crashes, hung tasks, SYN floods,
     conntrack table full, clock steps, refused forks."""
     now = ctx.host.time()
-    since = float(ctx.opt("since"))
-    if since <= 0:
-        hours = float(ctx.opt("lookback_hours"))
-        if hours <= 0:
-            raise ProbeError(f"probe.kernel lookback_hours must be > 0, got {hours}")
-        since = now - hours * 3600.0
+    since = ctx.window_start(now)
     log = read_kernel_log(ctx.host, since)
     logged = _segfaults_logged(ctx.host)
     return [ctx.finding(fid, present, ev) for fid, present, ev in judge(log, since, segfaults_logged=logged)]

@@ -730,13 +730,7 @@ def logfiles(ctx: ProbeContext) -> list[Finding]:
     logs cut mid-record or stopped while their writer runs."""
     now = ctx.host.time()
     since = float(ctx.opt("since"))
-    if since > 0:
-        cutoff = since
-    else:
-        hours = float(ctx.opt("lookback_hours"))
-        if hours <= 0:
-            raise ProbeError(f"probe.logfiles lookback_hours must be > 0, got {hours}")
-        cutoff = now - hours * 3600.0
+    cutoff = ctx.window_start(now)
     journal = str(ctx.opt("journal"))
     if journal not in ("auto", "always", "never"):
         raise ProbeError(f"probe.logfiles journal must be 'auto', 'always' or 'never', got {journal!r}")
