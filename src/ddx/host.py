@@ -36,7 +36,7 @@ import subprocess
 import tarfile
 import threading
 import time as time_mod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict
 from typing import Any, TypeVar
 
@@ -321,12 +321,13 @@ class LiveHost:
     def readlink(self, path: str) -> str:
         return self._call(os.readlink, f"readlink {path}", self._path(path))
 
-    def run(self, argv: list[str], *, timeout: float = 2.0) -> CommandResult:
+    def run(self, argv: list[str], *, timeout: float = 2.0, env: Mapping[str, str] | None = None) -> CommandResult:
         """Run ``argv`` (never a shell) in a new session with a C locale; on
-        timeout kill its whole process group and raise ``TimeoutError``."""
+        timeout kill its whole process group and raise ``TimeoutError``.
+        ``env`` adds variables for the child only (passwords: never in argv)."""
         what = f"command {' '.join(argv)[:80]}"
         t = _effective_timeout(timeout, what)
-        env = dict(os.environ, LC_ALL="C", LANG="C")
+        env = dict(os.environ, **(env or {}), LC_ALL="C", LANG="C")
         proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
@@ -613,7 +614,9 @@ class RecordingHost:
     def readlink(self, path: str) -> str:
         return self._do("readlink", {"path": path}, lambda: self.inner.readlink(path), lambda v: {"value": v})
 
-    def run(self, argv: list[str], *, timeout: float = 2.0) -> CommandResult:
+    def run(self, argv: list[str], *, timeout: float = 2.0, env: Mapping[str, str] | None = None) -> CommandResult:
+        """Recorded by argv only: ``env`` (which may hold a password) is never saved."""
+
         def enc(r: CommandResult) -> dict[str, Any]:
             return {
                 "returncode": r.returncode,
@@ -621,7 +624,7 @@ class RecordingHost:
                 "stderr": r.stderr,
             }
 
-        return self._do("run", {"argv": redact_cmdline(list(argv))}, lambda: self.inner.run(argv, timeout=timeout), enc)
+        return self._do("run", {"argv": redact_cmdline(list(argv))}, lambda: self.inner.run(argv, timeout=timeout, env=env), enc)
 
     def time(self) -> float:
         return self._do("time", {}, self.inner.time, lambda v: {"value": v})
@@ -841,7 +844,7 @@ class BundleHost:
     def readlink(self, path: str) -> str:
         return str(self._value(self._next("readlink", {"path": path})))
 
-    def run(self, argv: list[str], *, timeout: float = 2.0) -> CommandResult:
+    def run(self, argv: list[str], *, timeout: float = 2.0, env: Mapping[str, str] | None = None) -> CommandResult:
         oc = self._next("run", {"argv": redact_cmdline(list(argv))})
         if "error" in oc:
             raise _decode_error(oc)

@@ -114,9 +114,11 @@ class Host(Protocol):
     def readlink(self, path: str) -> str:
         ...
 
-    def run(self, argv: list[str], *, timeout: float = 2.0) -> CommandResult:
-        """Run a command (argv list, never a shell). Raises FileNotFoundError
-        when the program is missing, TimeoutError when it runs too long."""
+    def run(self, argv: list[str], *, timeout: float = 2.0, env: Mapping[str, str] | None = None) -> CommandResult:
+        """Run a command (argv list, never a shell). ``env`` adds environment
+        variables for the child (e.g. a password; never recorded in bundles).
+        Raises FileNotFoundError when the program is missing, TimeoutError when
+        it runs too long."""
         ...
 
     def time(self) -> float:
