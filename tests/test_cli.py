@@ -166,3 +166,14 @@ def test_findings_command():
 def test_debug_shows_a_traceback():
     r = run_ddx("--debug", "diagnose", "--case", "/nonexistent.yaml")
     assert "Traceback" in r.stderr
+
+
+def test_target_urls_are_masked_and_checked():
+    from ddx.urls import mask_url
+
+    assert mask_url("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert mask_url("postgresql://app:pw@db:5432/x") == "postgresql://app:***@db:5432/x"
+    assert mask_url("https://example.test/health") == "https://example.test/health"
+    r = run_ddx("diagnose", "--target", "ftp://user:hunter2@files", "--json")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "no probe handles" in r.stderr and "hunter2" not in r.stderr

@@ -25,6 +25,14 @@ PROBE_MODULES: tuple[str, ...] = (
     "clock",
     "changes",
     "logfiles",
+    "http",
+    "tls",
+    "memcached",
+    "redis",
+    "postgres",
+    "mysql",
+    "pools",
+    "drift",
 )
 
 _broken: dict[str, str] | None = None
