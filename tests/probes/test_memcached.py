@@ -1,0 +1,412 @@
+"""memcached probe: parsers on real reply text, the judgement on sample pairs,
+and real memcached servers (Debian package) in the faults the probe names."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from ddx.config import Config
+from ddx.host import LiveHost
+from ddx.model import State
+from ddx.probes.cacheproto import (
+    Listening,
+    ProbeTargetError,
+    memcached_query,
+    parse_memcached_stats,
+    parse_ss_owners,
+    parse_target,
+)
+from ddx.probes.memcached import judge
+from ddx.probes.runner import run_probes
+
+MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
+
+STATS = (
+    "STAT pid 4286\r\nSTAT uptime 2\r\nSTAT version 1.6.18\r\nSTAT max_connections 1024\r\n"
+    "STAT curr_connections 1\r\nSTAT rejected_connections 0\r\nSTAT get_hits 0\r\nSTAT get_misses 0\r\n"
+    "STAT store_too_large 1\r\nSTAT limit_maxbytes 1048576\r\nSTAT conn_yields 0\r\nSTAT evictions 0\r\nEND\r\n"
+)
+
+
+def sample(**kv: int) -> dict[str, str]:
+    base = {"uptime": 100, "version": "1.6.18", "get_hits": 0, "get_misses": 0, "evictions": 0,
+            "evicted_unfetched": 0, "rejected_connections": 0, "listen_disabled_num": 0,
+            "store_too_large": 0, "cmd_set": 0, "conn_yields": 0, "bytes": 0, "limit_maxbytes": 1 << 20,
+            "curr_connections": 2, "max_connections": 1024, "settings.item_size_max": 1024}
+    base.update(kv)
+    return {k: str(v) for k, v in base.items()}
+
+
+def by_id(rows: list[tuple[str, bool, object]]) -> dict[str, bool]:
+    return {fid: present for fid, present, _ in rows}
+
+
+# --- parsers -----------------------------------------------------------------------
+
+
+def test_parse_stats_reads_stat_lines_up_to_end() -> None:
+    s = parse_memcached_stats(STATS)
+    assert s["store_too_large"] == "1" and s["version"] == "1.6.18" and s["limit_maxbytes"] == "1048576"
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("ERROR\r\n", "server replied"),
+        ("HTTP/1.1 400 Bad Request\r\n\r\n", "garbage reply"),
+        ("STAT pid 1\r\nSTAT uptime 2\r\n", "without END"),
+    ],
+)
+def test_parse_stats_rejects_what_is_not_a_stats_reply(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_memcached_stats(text)
+
+
+def test_parse_ss_owners_keeps_the_owning_processes() -> None:
+    text = (
+        'LISTEN 0 1024 127.0.0.1:11211 0.0.0.0:* users:(("memcached",pid=4286,fd=26))\n'
+        'LISTEN 0 511 [::]:6379 [::]:* users:(("redis-server",pid=77,fd=7),("redis-server",pid=78,fd=7))\n'
+        "LISTEN 0 128 0.0.0.0:2024 0.0.0.0:*\n"
+    )
+    got = parse_ss_owners(text)
+    assert got[0] == Listening("memcached", 4286, "127.0.0.1", 11211)
+    assert [(x.pid, x.port) for x in got[1:]] == [(77, 6379), (78, 6379)]
+    assert got[1].connect_host() == "::1"
+
+
+def test_target_url_errors_never_show_the_password() -> None:
+    with pytest.raises(ValueError) as err:
+        parse_target("memcached://u:s3cret@host:notaport", ("memcached",), 11211)
+    assert "s3cret" not in str(err.value) and "***" in str(err.value)
+    t = parse_target("memcached://10.0.0.5", ("memcached",), 11211)
+    assert (t.host, t.port, t.name) == ("10.0.0.5", 11211, "memcached://10.0.0.5")
+
+
+def test_memcached_query_sends_only_stats() -> None:
+    with pytest.raises(ValueError):
+        memcached_query("127.0.0.1", 1, ["flush_all"], 1.0)
+
+
+# --- judgement on sample pairs ----------------------------------------------------
+
+
+def test_a_window_of_misses_after_a_warm_cache_is_a_hit_rate_drop() -> None:
+    a = sample(get_hits=900, get_misses=100)
+    b = sample(get_hits=905, get_misses=195)
+    rows = judge(a, b, 1.0, {}, "memcached://x:1")
+    assert by_id(rows)["svc.cache_hit_rate_drop"] is True
+    assert by_id(rows)["svc.down"] is False
+
+
+def test_a_steady_hit_rate_is_absent_and_too_few_gets_stay_unknown() -> None:
+    a = sample(get_hits=900, get_misses=100)
+    assert by_id(judge(a, sample(get_hits=990, get_misses=110), 1.0, {}, "s"))["svc.cache_hit_rate_drop"] is False
+    assert "svc.cache_hit_rate_drop" not in by_id(judge(a, sample(get_hits=900, get_misses=105), 1.0, {}, "s"))
+
+
+def test_evictions_in_the_window_count_not_those_since_start() -> None:
+    old = judge(sample(evictions=50000), sample(evictions=50000), 1.0, {}, "s")
+    assert by_id(old)["svc.cache_evictions_high"] is False
+    new = judge(sample(evictions=50000), sample(evictions=50040), 1.0, {}, "s")
+    assert by_id(new)["svc.cache_evictions_high"] is True
+
+
+def test_rejected_or_listen_disabled_connections_are_refusals() -> None:
+    assert "net.connections_refused" not in by_id(judge(sample(), sample(), 1.0, {}, "s"))
+    assert by_id(judge(sample(), sample(rejected_connections=3), 1.0, {}, "s"))["net.connections_refused"]
+    assert by_id(judge(sample(), sample(listen_disabled_num=1), 1.0, {}, "s"))["net.connections_refused"]
+
+
+def test_too_large_sets_in_the_window_or_a_steady_share_since_start() -> None:
+    assert by_id(judge(sample(), sample(store_too_large=2), 1.0, {}, "s"))["http.request_too_large"]
+    chronic = sample(store_too_large=500, cmd_set=10000)
+    assert by_id(judge(chronic, chronic, 1.0, {}, "s"))["http.request_too_large"]
+    once = sample(store_too_large=1, cmd_set=10_000_000)
+    assert by_id(judge(once, once, 1.0, {}, "s"))["http.request_too_large"] is False
+
+
+def test_a_restart_in_the_window_or_a_missing_second_sample_judges_no_counter() -> None:
+    a = sample(uptime=1000, get_hits=900, get_misses=100, evictions=10)
+    b = sample(uptime=1, get_hits=0, get_misses=50, evictions=0)
+    assert set(by_id(judge(a, b, 1.0, {}, "s"))) == {"svc.down"}
+    assert set(by_id(judge(a, None, 0.0, {}, "s"))) == {"svc.down"}
+
+
+# --- real servers ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+@contextmanager
+def memcached_server(*extra: str) -> Iterator[int]:
+    if not os.path.exists(MEMCACHED):
+        pytest.skip("memcached is not installed (apt-get install memcached)")
+    port = free_port()
+    user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    proc = subprocess.Popen(
+        [MEMCACHED, *user, "-l", "127.0.0.1", "-p", str(port), "-U", "0", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        wait_listening(port, proc, "memcached")
+        yield port
+    finally:
+        stop(proc)
+
+
+class Client:
+    """A tiny memcached text-protocol client for making load (the test's, not the probe's)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), 2)
+        self.buf = b""
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            self.buf += self.sock.recv(65536)
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def set(self, key: str, size: int) -> bytes:
+        self.sock.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (key.encode(), size, b"x" * size))
+        return self._line()
+
+    def get(self, key: str) -> bool:
+        self.sock.sendall(b"get %s\r\n" % key.encode())
+        line = self._line()
+        if line == b"END":
+            return False
+        n = int(line.split()[3])
+        while len(self.buf) < n + 2 + 5:
+            self.buf += self.sock.recv(65536)
+        self.buf = self.buf[n + 2 + 5:]
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@contextmanager
+def background(work: Callable[[Client, int], None], port: int) -> Iterator[None]:
+    """Run ``work(client, i)`` in a loop until the block ends (the probe's window)."""
+    stop_ev = threading.Event()
+    errors: list[BaseException] = []
+
+    def loop() -> None:
+        c = Client(port)
+        try:
+            i = 0
+            while not stop_ev.is_set():
+                work(c, i)
+                i += 1
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            c.close()
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop_ev.set()
+        t.join(5)
+    assert not errors, errors
+
+
+def probe(options: dict[str, object], window: float = 1.0):  # type: ignore[no-untyped-def]
+    col = run_probes(LiveHost(), Config(probes={"memcached": {"discover": False, **options}}),
+                     only=["memcached"], window=window)
+    (res,) = col.results
+    return res, {f.id: f for f in col.findings}
+
+
+def top_condition(findings: dict[str, object]) -> tuple[str, list[str]]:
+    from ddx.engine.diagnosis import diagnose
+    from ddx.kb.loader import load_kb
+
+    d = diagnose(load_kb(), list(findings.values()))  # type: ignore[arg-type]
+    return d.hypotheses[0].id, [h.id for h in d.hypotheses[:5]]
+
+
+@pytest.mark.root
+def test_sets_over_the_item_size_limit_are_requests_too_large() -> None:
+    with memcached_server("-m", "8", "-I", "1k", "-o", "slab_chunk_max=1024") as port:
+        url = f"memcached://127.0.0.1:{port}"
+        c = Client(port)
+        assert c.set("small", 100) == b"STORED"
+        assert c.set("big", 4000) == b"SERVER_ERROR object too large for cache"
+        c.close()
+        with background(lambda cl, i: cl.set(f"big{i}", 2000) and time.sleep(0.01), port):
+            res, found = probe({"targets": [url]})
+    assert res.status == "ok", res.reason
+    f = found["http.request_too_large"]
+    assert f.state is State.PRESENT
+    assert "item_size_max 1 KB" in f.evidence[0].summary and f.evidence[0].source == url
+    assert found["svc.down"].state is State.ABSENT
+    top, ranking = top_condition(found)
+    assert top == "request-size-limit", ranking
+
+
+@pytest.mark.root
+def test_a_full_cache_evicting_during_the_window() -> None:
+    with memcached_server("-m", "1", "-I", "1k", "-o", "slab_chunk_max=1024") as port:
+        c = Client(port)
+        for i in range(3000):  # fill it: 3000 x 600 B is well over 1 MB
+            assert c.set(f"fill{i}", 600) == b"STORED"
+        c.close()
+        with background(lambda cl, i: cl.set(f"k{i}", 600), port):
+            res, found = probe({"targets": [f"memcached://127.0.0.1:{port}"]})
+    assert res.status == "ok", res.reason
+    f = found["svc.cache_evictions_high"]
+    assert f.state is State.PRESENT, f.evidence
+    assert "evictions +" in f.evidence[0].summary
+
+
+@pytest.mark.root
+def test_a_warm_cache_that_only_misses_in_the_window_drops_its_hit_rate() -> None:
+    with memcached_server("-m", "8") as port:
+        c = Client(port)
+        for i in range(50):
+            c.set(f"hot{i}", 10)
+        for i in range(500):
+            assert c.get(f"hot{i % 50}")
+        c.close()
+        with background(lambda cl, i: cl.get(f"cold{i}") or time.sleep(0.002), port):
+            res, found = probe({"targets": [f"memcached://127.0.0.1:{port}"]})
+        # the same server with only hits in the window: no drop
+        with background(lambda cl, i: cl.get(f"hot{i % 50}") and time.sleep(0.002), port):
+            _, steady = probe({"targets": [f"memcached://127.0.0.1:{port}"]})
+    assert res.status == "ok", res.reason
+    assert found["svc.cache_hit_rate_drop"].state is State.PRESENT, found["svc.cache_hit_rate_drop"].evidence
+    assert steady["svc.cache_hit_rate_drop"].state is State.ABSENT
+
+
+@pytest.mark.root
+def test_discovery_finds_a_listening_memcached_by_its_process() -> None:
+    with memcached_server("-m", "8") as port:
+        col = run_probes(LiveHost(), Config(probes={"memcached": {}}), only=["memcached"], window=0.3)
+    (res,) = col.results
+    assert res.status == "ok", res.reason
+    down = {f.id: f for f in col.findings}["svc.down"]
+    assert any(e.source.startswith(f"memcached://127.0.0.1:{port} (pid ") for e in down.evidence)
+
+
+def test_a_configured_target_that_refuses_is_down() -> None:
+    port = free_port()
+    res, found = probe({"targets": [f"memcached://127.0.0.1:{port}"]}, window=0.2)
+    assert res.status == "ok", res.reason
+    down = found["svc.down"]
+    assert down.state is State.PRESENT and down.evidence[0].source == f"memcached://127.0.0.1:{port}"
+
+
+@contextmanager
+def fake_server(reply: bytes | None) -> Iterator[int]:
+    """Accepts connections; answers ``reply`` to the first bytes, or never (None)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    done = threading.Event()
+    conns: list[socket.socket] = []
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                continue
+            conns.append(c)
+            if reply is not None:
+                c.settimeout(1)
+                try:
+                    c.recv(1024)
+                    c.sendall(reply)
+                    c.close()
+                except OSError:
+                    pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield int(srv.getsockname()[1])
+    finally:
+        done.set()
+        t.join(2)
+        for c in conns:
+            c.close()
+        srv.close()
+
+
+def test_a_server_that_never_answers_is_a_clear_timeout_within_the_probe_timeout() -> None:
+    with fake_server(None) as port:
+        t0 = time.monotonic()
+        res, found = probe({"targets": [f"memcached://127.0.0.1:{port}"], "target_timeout": 0.5}, window=0.2)
+        took = time.monotonic() - t0
+    assert res.status == "failed" and not found
+    assert res.reason.startswith(f"ProbeError: could not probe memcached://127.0.0.1:{port}: no complete reply")
+    assert took < 3.0 + 0.2  # the probe's own timeout plus the window: it never hangs
+
+
+def test_garbage_is_a_clear_reason_and_does_not_hide_a_good_target() -> None:
+    with fake_server(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n") as port:
+        res, _ = probe({"targets": [f"memcached://127.0.0.1:{port}"]}, window=0.2)
+        assert res.status == "failed" and "garbage reply: b'HTTP/1.1 400" in res.reason
+        refused = free_port()
+        res2, found = probe({"targets": [f"memcached://127.0.0.1:{port}", f"memcached://127.0.0.1:{refused}"]},
+                            window=0.2)
+    assert res2.status == "ok" and found["svc.down"].state is State.PRESENT
+
+
+def test_a_bad_target_url_is_a_clear_error() -> None:
+    res, _ = probe({"targets": ["http://127.0.0.1:80"]}, window=0.2)
+    assert res.status == "failed" and "target http://127.0.0.1:80: scheme must be memcached://" in res.reason
+
+
+def test_refuses_to_talk_to_the_network_on_a_replayed_bundle() -> None:
+    from ddx.host import BundleHost
+
+    host = BundleHost.__new__(BundleHost)  # no bundle needed: the probe must refuse before any read
+    with pytest.raises(ProbeTargetError, match="not recorded in bundles"):
+        from ddx.probes.cacheproto import live_network
+
+        live_network(host)
