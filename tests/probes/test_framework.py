@@ -354,3 +354,27 @@ def test_whole_run_on_this_host_knows_its_probes() -> None:
     names = {r.name for r in c.results}
     assert {"cpu", "memory", "disk"} <= names
     assert {r.name: r.status for r in c.results}["disk"] == "ok"
+
+
+def test_notes_of_a_probe_that_worked_reach_the_result() -> None:
+    """A probe that succeeds but could not do everything says so with ctx.note()."""
+    from ddx.config import Config
+    from ddx.model import Evidence
+    from ddx.probes.base import ProbeContext, probe, registry
+    from ddx.probes.runner import run_probes
+
+    name = "test-notes"
+    registry.pop(name, None)
+
+    @probe(name, findings=("svc.down",))
+    def _p(ctx: ProbeContext):  # type: ignore[no-untyped-def]
+        ctx.note("could not probe redis://:***@10.0.0.9:6379: timed out")
+        return [ctx.finding("svc.down", False, Evidence("x", "answered"))]
+
+    try:
+        c = run_probes(LiveHost(), Config(), only=[name])
+        (r,) = c.results
+        assert r.status == "ok" and "could not probe redis://:***@10.0.0.9:6379" in r.reason
+        assert [f.id for f in c.findings] == ["svc.down"]
+    finally:
+        registry.pop(name, None)

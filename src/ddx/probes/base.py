@@ -138,6 +138,12 @@ class ProbeContext:
     config: Mapping[str, Any] = field(default_factory=dict)  # the probe's options: defaults merged with [probe.NAME]
     window: float = 1.0  # sampling window in seconds for rate measurements
     probe_name: str = ""
+    notes: list[str] = field(default_factory=list)  # what a probe that succeeded could not do
+
+    def note(self, text: str) -> None:
+        """Say what could not be done while the rest worked (one target of several
+        unreachable, a log unreadable): shown with the probe's result."""
+        self.notes.append(text)
 
     def opt(self, key: str) -> Any:
         """One of the probe's options (its default unless ddx.toml overrides it)."""

@@ -265,4 +265,6 @@ def memcached(ctx: ProbeContext) -> list[Finding]:
     findings = _judge_all(ctx, sampled)
     if not findings:
         raise ProbeError(failures_error(sampled) or "no target could be probed")
+    if failures_error(sampled):
+        ctx.note(failures_error(sampled))  # the others answered: say which one did not
     return findings

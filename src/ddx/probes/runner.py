@@ -130,8 +130,10 @@ def _call(spec: ProbeSpec, ctx: ProbeContext, t0: float) -> ProbeResult:
             bad.append(f"undeclared finding {f.id!r}")
         else:
             kept.append(f)
-    reason = f"dropped {', '.join(sorted(set(bad)))} (a bug in the probe)" if bad else ""
-    return ProbeResult(name, "ok", tuple(kept), seconds, _one_line(reason))
+    notes = list(ctx.notes)
+    if bad:
+        notes.append(f"dropped {', '.join(sorted(set(bad)))} (a bug in the probe)")
+    return ProbeResult(name, "ok", tuple(kept), seconds, _one_line("; ".join(notes)))
 
 
 def _iso_now() -> str:

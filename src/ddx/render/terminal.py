@@ -88,7 +88,9 @@ def render_terminal(d: Diagnosis, *, colour: bool = False, top: int = SHOWN) -> 
     where = meta.get("case_file") or meta.get("host") or ""
     out.append(f"{present} findings present, {absent} absent" + (f" · {where}" if where else ""))
     for probe in meta.get("probes", []):
-        if probe.get("status") not in ("ok", "not_applicable"):
+        if probe.get("status") == "ok" and probe.get("reason"):
+            out.append(s(_clip(f"  note from probe {probe['name']}: {probe['reason']}", WIDTH), "2"))
+        elif probe.get("status") not in ("ok", "not_applicable"):
             out.append(s(_clip(f"  could not run probe {probe['name']}: {probe['status']}: {probe.get('reason', '')}", WIDTH), "33"))
     out.append("")
     if d.nothing_wrong:
