@@ -76,8 +76,8 @@ def test_explanations_match_the_posterior(obs):
 def test_no_evidence_is_not_confident():
     post = posterior(KB, {})
     top = max(post.probs.values())
-    assert top < 0.2
-    assert post.unlisted > top
+    assert top < 0.2  # the priors alone: no cause stands out
+    assert post.unlisted >= 0.1
 
 
 def test_unmatched_evidence_leaves_a_large_unlisted_share():
