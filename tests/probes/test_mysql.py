@@ -276,7 +276,7 @@ def test_row_lock_wait(my: My) -> None:
         my.wait_for("SELECT COUNT(*) FROM information_schema.INNODB_TRX", "1")
         my.client("UPDATE shop.t SET v = 2 WHERE id = 1")
         my.wait_for("SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'", "1")
-        time.sleep(1.1)
+        time.sleep(2.1)  # trx_started has whole seconds: leave room past the 1 s threshold
         status, f, reason, _ = run_my({"targets": [f"mysql://app:apppw@127.0.0.1:{my.port}/shop", my.root_url],
                                        "discover": False, "long_transaction_seconds": 1})
         assert status == "ok", reason
@@ -284,7 +284,7 @@ def test_row_lock_wait(my: My) -> None:
         assert locks.state is State.PRESENT
         ev = locks.evidence[0]
         assert "UPDATE shop.t SET v = 2 WHERE id = 1" in ev.samples[0] and "SELECT SLEEP(60)" in ev.samples[0]
-        assert any("open longer than 1s" in e.summary for e in locks.evidence)
+        assert any("open longer than 1s" in e.summary for e in locks.evidence), [e.summary for e in locks.evidence]
         assert "apppw" not in repr(f)
         assert top(f, drop=("svc.db_sequence_near_max",)).startswith("db-lock-contention")
     finally:
