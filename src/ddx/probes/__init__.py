@@ -33,6 +33,7 @@ PROBE_MODULES: tuple[str, ...] = (
     "mysql",
     "pools",
     "drift",
+    "haproxy",
 )
 
 _broken: dict[str, str] | None = None
