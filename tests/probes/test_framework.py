@@ -360,7 +360,7 @@ def test_notes_of_a_probe_that_worked_reach_the_result() -> None:
     """A probe that succeeds but could not do everything says so with ctx.note()."""
     from ddx.config import Config
     from ddx.model import Evidence
-    from ddx.probes.base import ProbeContext, probe, registry
+    from ddx.probes.base import probe, registry
     from ddx.probes.runner import run_probes
 
     name = "test-notes"

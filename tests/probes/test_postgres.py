@@ -29,7 +29,6 @@ from ddx.model import State
 from ddx.probes.postgres import (
     PgTarget,
     Reading,
-    TargetError,
     judge,
     parse_connect_error,
     parse_postmaster_pid,

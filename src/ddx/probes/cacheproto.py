@@ -582,6 +582,24 @@ def combine(ctx: Any, judged: list[tuple[str, bool, Any]]) -> list[Any]:
     return out
 
 
+def judge_targets(ctx: Any, sampled: list[Sampled], program: str, judge: Any) -> list[Any]:
+    """Findings for every sampled target of one kind: ``svc.down`` for those that
+    refuse connections, ``judge(first, second, seconds, options, name)`` for
+    those that answered, combined one finding per id."""
+    from ddx.model import Evidence
+
+    judged: list[tuple[str, bool, Any]] = []
+    for s in sampled:
+        if s.refused:
+            what = "configured target" if s.configured else f"{program} found listening a moment before"
+            judged.append(("svc.down", True, Evidence(
+                source=s.target.name, summary=f"{what} refuses connections: nothing listens on it"
+            )))
+        elif s.first is not None:
+            judged += judge(s.first, s.second, s.seconds, ctx.config, s.target.name)
+    return combine(ctx, judged)
+
+
 def failures_error(sampled: list[Sampled]) -> str:
     """"could not probe X: reason" for every target without a usable sample."""
     return "; ".join(f"could not probe {s.target.name}: {s.error}" for s in sampled if s.error and s.first is None)

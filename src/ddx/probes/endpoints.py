@@ -161,41 +161,11 @@ _PASS = frozenset({"proxy_pass", "fastcgi_pass", "uwsgi_pass", "scgi_pass", "grp
 
 
 def _nginx_tokens(text: str) -> list[tuple[str, int]]:
-    """Words, ``{``, ``}`` and ``;`` with their line numbers; comments and
-    quotes handled (nginx's own lexer rules, simplified)."""
-    out: list[tuple[str, int]] = []
-    line = 1
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            line += 1
-            i += 1
-        elif c.isspace():
-            i += 1
-        elif c == "#":
-            while i < n and text[i] != "\n":
-                i += 1
-        elif c in "{};":
-            out.append((c, line))
-            i += 1
-        elif c in "\"'":
-            j = i + 1
-            while j < n and text[j] != c:
-                if text[j] == "\\":
-                    j += 1
-                j += 1
-            word = text[i + 1 : j]
-            out.append((word, line))
-            line += word.count("\n")
-            i = j + 1
-        else:
-            j = i
-            while j < n and not text[j].isspace() and text[j] not in "{};":
-                j += 1
-            out.append((text[i:j], line))
-            i = j
-    return out
+    """Words, ``{``, ``}`` and ``;`` with their line numbers (the nginx lexer of
+    ``httpparse``; a quoted brace or semicolon is a word, not punctuation)."""
+    from ddx.probes.httpparse import nginx_tokens
+
+    return [(f" {t}" if quoted and t in ("{", "}", ";") else t, line) for t, line, quoted in nginx_tokens(text)]
 
 
 def _statements(tokens: list[tuple[str, int]]) -> list[tuple[list[str], int, list[str]]]:

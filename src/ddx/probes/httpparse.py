@@ -111,7 +111,7 @@ class Stmt:
     line: int = 0
 
 
-def _tokens(text: str) -> list[tuple[str, int, bool]]:
+def nginx_tokens(text: str) -> list[tuple[str, int, bool]]:
     """(token, line, quoted) with comments dropped; ``{ } ;`` are tokens."""
     out: list[tuple[str, int, bool]] = []
     i, n, line = 0, len(text), 1
@@ -152,7 +152,7 @@ def _tokens(text: str) -> list[tuple[str, int, bool]]:
 def parse_nginx_conf(text: str, file: str = "") -> list[Stmt]:
     """nginx configuration text -> statements. Tolerant: an unbalanced ``}``
     or a missing ``;`` at the end ends the current statement, never raises."""
-    toks = _tokens(text)
+    toks = nginx_tokens(text)
     pos = 0
 
     def block() -> list[Stmt]:

@@ -55,9 +55,8 @@ from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.cacheproto import (
     ProbeTargetError,
-    Sampled,
     Target,
-    combine,
+    judge_targets,
     failures_error,
     memcached_query,
     parse_memcached_stats,
@@ -238,19 +237,6 @@ def judge(
     return out
 
 
-def _judge_all(ctx: ProbeContext, sampled: list[Sampled]) -> list[Finding]:
-    judged: list[tuple[str, bool, Evidence]] = []
-    for s in sampled:
-        if s.refused:
-            what = "configured target" if s.configured else "memcached found listening a moment before"
-            judged.append(("svc.down", True, Evidence(
-                source=s.target.name, summary=f"{what} refuses connections: nothing listens on it"
-            )))
-        elif s.first is not None:
-            judged += judge(s.first, s.second, s.seconds, ctx.config, s.target.name)
-    return combine(ctx, judged)
-
-
 @probe("memcached", findings=FINDINGS, timeout=3.0, options=DEFAULTS)
 def memcached(ctx: ProbeContext) -> list[Finding]:
     """memcached ``stats`` deltas over the window: hit-rate drop, evictions,
@@ -262,7 +248,7 @@ def memcached(ctx: ProbeContext) -> list[Finding]:
         raise NotApplicable("no memcached found (no memcached process listens on TCP; name one in targets)")
     timeout = float(ctx.opt("target_timeout"))
     sampled = sample_twice(ctx, targets, lambda t: read_sample(t, timeout), timeout)
-    findings = _judge_all(ctx, sampled)
+    findings = judge_targets(ctx, sampled, 'memcached', judge)
     if not findings:
         raise ProbeError(failures_error(sampled) or "no target could be probed")
     if failures_error(sampled):

@@ -63,9 +63,8 @@ from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.cacheproto import (
     ProbeTargetError,
     RespError,
-    Sampled,
     Target,
-    combine,
+    judge_targets,
     failures_error,
     parse_info_fields,
     parse_redis_info,
@@ -353,19 +352,6 @@ def _replication(s: Mapping[str, str], opt: Mapping[str, Any], source: str) -> l
     return []
 
 
-def _judge_all(ctx: ProbeContext, sampled: list[Sampled]) -> list[Finding]:
-    judged: list[tuple[str, bool, Evidence]] = []
-    for s in sampled:
-        if s.refused:
-            what = "configured target" if s.configured else "redis-server found listening a moment before"
-            judged.append(("svc.down", True, Evidence(
-                source=s.target.name, summary=f"{what} refuses connections: nothing listens on it"
-            )))
-        elif s.first is not None:
-            judged += judge(s.first, s.second, s.seconds, ctx.config, s.target.name)
-    return combine(ctx, judged)
-
-
 @probe("redis", findings=FINDINGS, timeout=3.0, options=DEFAULTS)
 def redis(ctx: ProbeContext) -> list[Finding]:
     """Redis INFO over the window: memory against maxmemory and OOM refusals,
@@ -380,7 +366,7 @@ def redis(ctx: ProbeContext) -> list[Finding]:
         raise NotApplicable("no Redis found (no redis-server process listens on TCP; name one in targets)")
     timeout = float(ctx.opt("target_timeout"))
     sampled = sample_twice(ctx, targets, lambda t: read_sample(t, timeout), timeout)
-    findings = _judge_all(ctx, sampled)
+    findings = judge_targets(ctx, sampled, 'redis-server', judge)
     if not findings:
         raise ProbeError(failures_error(sampled) or "no target could be probed")
     if failures_error(sampled):
