@@ -149,6 +149,21 @@ class ProbeContext:
         """One of the probe's options (its default unless ddx.toml overrides it)."""
         return self.config[key]
 
+    def combine(self, verdicts: list[tuple[str, bool, Evidence]], *, limit: int = 20) -> list[Finding]:
+        """One finding per id from per-target verdicts ``(id, present, evidence)``:
+        present when any target shows it (with those targets' evidence), else
+        absent with every target's evidence; at most ``limit`` evidence items."""
+        by_id: dict[str, list[tuple[bool, Evidence]]] = {}
+        for fid, present, ev in verdicts:
+            by_id.setdefault(fid, []).append((present, ev))
+        out = []
+        for fid in sorted(by_id):
+            rows = by_id[fid]
+            present = any(p for p, _ in rows)
+            evs = [ev for p, ev in rows if p] if present else [ev for _, ev in rows]
+            out.append(self.finding(fid, present, *evs[:limit]))
+        return out
+
     def window_start(self, now: float) -> float:
         """Where "recent" begins for a probe that reads history (logs, changes):
         its ``since`` option (epoch seconds) when set, else ``lookback_hours``

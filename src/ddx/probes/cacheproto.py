@@ -567,21 +567,6 @@ def _why(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def combine(ctx: Any, judged: list[tuple[str, bool, Any]]) -> list[Any]:
-    """One finding per id from per-target judgements: present when any target
-    shows it (its evidence first), else absent with every target's evidence."""
-    by_id: dict[str, list[tuple[bool, Any]]] = {}
-    for fid, present, ev in judged:
-        by_id.setdefault(fid, []).append((present, ev))
-    out = []
-    for fid in sorted(by_id):
-        rows = by_id[fid]
-        present = any(p for p, _ in rows)
-        evs = [ev for p, ev in rows if p] if present else [ev for _, ev in rows]
-        out.append(ctx.finding(fid, present, *evs))
-    return out
-
-
 def judge_targets(ctx: Any, sampled: list[Sampled], program: str, judge: Any) -> list[Any]:
     """Findings for every sampled target of one kind: ``svc.down`` for those that
     refuse connections, ``judge(first, second, seconds, options, name)`` for
@@ -597,7 +582,7 @@ def judge_targets(ctx: Any, sampled: list[Sampled], program: str, judge: Any) ->
             )))
         elif s.first is not None:
             judged += judge(s.first, s.second, s.seconds, ctx.config, s.target.name)
-    return combine(ctx, judged)
+    return ctx.combine(judged)
 
 
 def failures_error(sampled: list[Sampled]) -> str:

@@ -507,19 +507,6 @@ def _why(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _combine(ctx: ProbeContext, judged: list[tuple[str, bool, Evidence]]) -> list[Finding]:
-    by_id: dict[str, list[tuple[bool, Evidence]]] = {}
-    for fid, present, ev in judged:
-        by_id.setdefault(fid, []).append((present, ev))
-    out = []
-    for fid in sorted(by_id):
-        rows = by_id[fid]
-        present = any(p for p, _ in rows)
-        evs = [ev for p, ev in rows if p] if present else [ev for _, ev in rows]
-        out.append(ctx.finding(fid, present, *evs[:20]))
-    return out
-
-
 @probe("haproxy", findings=FINDINGS, timeout=3.0, options=DEFAULTS)
 def haproxy(ctx: ProbeContext) -> list[Finding]:
     """HAProxy ``show stat`` (admin socket or stats page): one server failing
@@ -563,7 +550,7 @@ def haproxy(ctx: ProbeContext) -> list[Finding]:
             errors.append(f"could not probe {s.name}: {_why(r, timeout)}")
             continue
         judged += judge(r, ctx.config, f"haproxy {s.name} (show stat)")
-    findings = _combine(ctx, judged)
+    findings = ctx.combine(judged)
     if not findings:
         raise ProbeError("; ".join(errors) or "HAProxy stats had no frontend, backend or server rows")
     if errors:

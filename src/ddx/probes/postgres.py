@@ -67,7 +67,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ddx.errors import ProbeError
-from ddx.model import Evidence, Finding
+from ddx.model import Evidence, Finding, State
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.urls import mask_url
 
@@ -725,19 +725,14 @@ def _judge_readonly(s: Mapping[str, Any], rep: Mapping[str, Any] | None, opt: Ma
 
 
 def _combine(ctx: ProbeContext, judged: list[tuple[str, bool, Evidence]], failures: list[str]) -> list[Finding]:
-    """One finding per id: present when any target shows it (its evidence), else
-    absent with every target's evidence and the targets that could not be read."""
-    by_id: dict[str, list[tuple[bool, Evidence]]] = {}
-    for fid, present, ev in judged:
-        by_id.setdefault(fid, []).append((present, ev))
+    """One finding per id (``ctx.combine``); the targets that could not be read
+    are added to the evidence of absent findings, which they leave uncertain."""
+    lost = [Evidence(source=f.split(": ", 1)[0].removeprefix("could not probe "), summary=f) for f in failures]
     out = []
-    for fid in sorted(by_id):
-        rows = by_id[fid]
-        present = any(p for p, _ in rows)
-        evs = [ev for p, ev in rows if p] if present else [ev for _, ev in rows]
-        if not present and fid != "svc.down":
-            evs += [Evidence(source=f.split(": ", 1)[0].removeprefix("could not probe "), summary=f) for f in failures]
-        out.append(ctx.finding(fid, present, *evs))
+    for f in ctx.combine(judged, limit=1000):
+        if f.state is State.ABSENT and f.id != "svc.down" and lost:
+            f = Finding(f.id, f.state, f.source, f.evidence + tuple(lost))
+        out.append(f)
     return out
 
 
