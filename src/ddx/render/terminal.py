@@ -94,7 +94,9 @@ def render_terminal(d: Diagnosis, *, colour: bool = False, top: int = SHOWN) -> 
             out.append(s(_clip(f"  could not run probe {probe['name']}: {probe['status']}: {probe.get('reason', '')}", WIDTH), "33"))
     out.append("")
     if d.nothing_wrong:
-        out.append(s("Nothing looks wrong: no symptom was found.", "32;1"))
+        unread = [p["name"] for p in meta.get("probes", []) if p.get("status") in ("failed", "timeout", "denied")]
+        caveat = f" (among what could be read: {', '.join(unread)} could not run)" if unread else ""
+        out.append(s(f"Nothing looks wrong: no symptom was found{caveat}.", "32;1"))
         out.append("No cause reaches 50%; the ranking below only says what would be least surprising.")
         out.append("")
     elif d.hypotheses and d.hypotheses[0].probability <= LIKELY:
