@@ -567,6 +567,47 @@ def _why(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def hit_rate_verdict(
+    window: tuple[int, int], before: tuple[int, int], seconds: float, opt: Any, source: str, unit: str
+) -> tuple[str, bool, Any] | None:
+    """``svc.cache_hit_rate_drop`` from (hits, misses) in the window against the
+    counts before it; None when either side has too few lookups to judge."""
+    from ddx.model import Evidence
+
+    (wh, wm), (bh, bm) = window, before
+    wg, bg = wh + wm, bh + bm
+    if wg < int(opt["min_gets"]) or bg < int(opt["baseline_min_gets"]):
+        return None
+    w_rate, b_rate = wh / wg, bh / bg
+    return ("svc.cache_hit_rate_drop", b_rate - w_rate >= float(opt["hit_rate_drop"]), Evidence(
+        source=source,
+        summary=f"hit rate {w_rate:.1%} in the last {seconds:.1f}s ({wh} hits, {wm} misses) "
+        f"against {b_rate:.1%} before ({bg} {unit} since start)",
+        value=round(w_rate * 100, 1),
+        threshold=round((b_rate - float(opt["hit_rate_drop"])) * 100, 1),
+        unit="%",
+        count=wm,
+    ))
+
+
+def eviction_verdict(
+    counter: str, evicted: int, seconds: float, opt: Any, source: str, detail: str
+) -> tuple[str, bool, Any]:
+    """``svc.cache_evictions_high`` from the evictions counted over the window."""
+    from ddx.model import Evidence
+
+    rate = evicted / seconds
+    present = evicted >= int(opt["evictions_min"]) and rate >= float(opt["evictions_per_s"])
+    return ("svc.cache_evictions_high", present, Evidence(
+        source=source,
+        summary=f"{counter} +{evicted} in {seconds:.1f}s ({rate:.1f}/s); {detail}",
+        value=round(rate, 2),
+        threshold=float(opt["evictions_per_s"]),
+        unit="evictions/s",
+        count=evicted,
+    ))
+
+
 def judge_targets(ctx: Any, sampled: list[Sampled], program: str, judge: Any) -> list[Any]:
     """Findings for every sampled target of one kind: ``svc.down`` for those that
     refuse connections, ``judge(first, second, seconds, options, name)`` for

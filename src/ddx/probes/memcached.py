@@ -56,8 +56,10 @@ from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.cacheproto import (
     ProbeTargetError,
     Target,
-    judge_targets,
+    eviction_verdict,
     failures_error,
+    hit_rate_verdict,
+    judge_targets,
     memcached_query,
     parse_memcached_stats,
     resolve_targets,
@@ -162,38 +164,20 @@ def judge(
     # hit rate in the window against the rate before it
     wh, wm = _delta(a, b, "get_hits"), _delta(a, b, "get_misses")
     bh, bm = _int(a, "get_hits"), _int(a, "get_misses")
-    if None not in (wh, wm, bh, bm):
-        assert wh is not None and wm is not None and bh is not None and bm is not None
-        wg, bg = wh + wm, bh + bm
-        if wg >= int(opt["min_gets"]) and bg >= int(opt["baseline_min_gets"]):
-            w_rate, b_rate = wh / wg, bh / bg
-            fall = b_rate - w_rate
-            out.append(("svc.cache_hit_rate_drop", fall >= float(opt["hit_rate_drop"]), Evidence(
-                source=source,
-                summary=f"hit rate {w_rate:.1%} in the last {seconds:.1f}s ({wh} hits, {wm} misses) "
-                f"against {b_rate:.1%} before ({bg} gets since start)",
-                value=round(w_rate * 100, 1),
-                threshold=round((b_rate - float(opt["hit_rate_drop"])) * 100, 1),
-                unit="%",
-                count=wm,
-            )))
+    if wh is not None and wm is not None and bh is not None and bm is not None:
+        verdict = hit_rate_verdict((wh, wm), (bh, bm), seconds, opt, source, "gets")
+        if verdict:
+            out.append(verdict)
 
     ev = _delta(a, b, "evictions")
     if ev is not None:
-        rate = ev / seconds
-        present = ev >= int(opt["evictions_min"]) and rate >= float(opt["evictions_per_s"])
         unfetched = _delta(a, b, "evicted_unfetched")
-        out.append(("svc.cache_evictions_high", present, Evidence(
-            source=source,
-            summary=f"evictions +{ev} in {seconds:.1f}s ({rate:.1f}/s)"
-            + (f", {unfetched} never read" if unfetched else "")
-            + f"; {_size(_int(b, 'bytes'))} of {_size(_int(b, 'limit_maxbytes'))} in use, "
+        out.append(eviction_verdict(
+            "evictions", ev, seconds, opt, source,
+            (f"{unfetched} never read; " if unfetched else "")
+            + f"{_size(_int(b, 'bytes'))} of {_size(_int(b, 'limit_maxbytes'))} in use, "
             f"{b.get('evictions', '?')} evictions since start",
-            value=round(rate, 2),
-            threshold=float(opt["evictions_per_s"]),
-            unit="evictions/s",
-            count=ev,
-        )))
+        ))
 
     rej, lis = _delta(a, b, "rejected_connections"), _delta(a, b, "listen_disabled_num")
     if rej or lis:

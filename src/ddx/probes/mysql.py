@@ -56,6 +56,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from ddx.errors import ProbeError
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
+from ddx.probes.postgres import FINDINGS as DB_FINDINGS
 from ddx.probes.postgres import TargetError, _age, _combine, _q
 from ddx.urls import mask_url
 
@@ -72,14 +73,7 @@ __all__ = [
     "parse_vertical",
 ]
 
-FINDINGS = (
-    "svc.db_connections_near_max",
-    "svc.db_locks_blocked",
-    "svc.db_sequence_near_max",
-    "svc.db_replication_lag_high",
-    "svc.db_readonly",
-    "svc.down",
-)
+FINDINGS = DB_FINDINGS  # the same questions as for PostgreSQL
 
 DEFAULTS: dict[str, Any] = {
     "targets": [],  # mysql://user:pass@host:port/db URLs besides the discovered servers

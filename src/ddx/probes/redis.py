@@ -64,8 +64,10 @@ from ddx.probes.cacheproto import (
     ProbeTargetError,
     RespError,
     Target,
-    judge_targets,
+    eviction_verdict,
     failures_error,
+    hit_rate_verdict,
+    judge_targets,
     parse_info_fields,
     parse_redis_info,
     redis_query,
@@ -235,34 +237,14 @@ def judge(
     hits, misses = _delta(a, b, "keyspace_hits"), _delta(a, b, "keyspace_misses")
     bh, bm = _int(a, "keyspace_hits"), _int(a, "keyspace_misses")
     if hits is not None and misses is not None and bh is not None and bm is not None:
-        wg, bg = hits + misses, bh + bm
-        if wg >= int(opt["min_gets"]) and bg >= int(opt["baseline_min_gets"]):
-            w_rate, b_rate = hits / wg, bh / bg
-            out.append(("svc.cache_hit_rate_drop", b_rate - w_rate >= float(opt["hit_rate_drop"]), Evidence(
-                source=source,
-                summary=f"hit rate {w_rate:.1%} in the last {seconds:.1f}s ({hits} hits, {misses} misses) "
-                f"against {b_rate:.1%} before ({bg} lookups since start)",
-                value=round(w_rate * 100, 1),
-                threshold=round((b_rate - float(opt["hit_rate_drop"])) * 100, 1),
-                unit="%",
-                count=misses,
-            )))
+        verdict = hit_rate_verdict((hits, misses), (bh, bm), seconds, opt, source, "lookups")
+        if verdict:
+            out.append(verdict)
 
     ev = _delta(a, b, "evicted_keys")
     if ev is not None:
-        rate = ev / seconds
-        present = ev >= int(opt["evictions_min"]) and rate >= float(opt["evictions_per_s"])
-        note = ""
-        if at_limit and noeviction:
-            note = "; at maxmemory with noeviction: nothing is evicted, writes are refused instead"
-        out.append(("svc.cache_evictions_high", present, Evidence(
-            source=source,
-            summary=f"evicted_keys +{ev} in {seconds:.1f}s ({rate:.1f}/s); {mem}{note}",
-            value=round(rate, 2),
-            threshold=float(opt["evictions_per_s"]),
-            unit="evictions/s",
-            count=ev,
-        )))
+        note = "; at maxmemory with noeviction: nothing is evicted, writes are refused instead" if at_limit and noeviction else ""
+        out.append(eviction_verdict("evicted_keys", ev, seconds, opt, source, f"{mem}{note}"))
 
     rej = _delta(a, b, "rejected_connections")
     if rej:
