@@ -1,0 +1,56 @@
+"""The drill's scenarios: one real fault each, injected into a running sandbox stack.
+
+A scenario names the condition a correct diagnosis ranks first (``expected``;
+empty for the healthy control), may adjust the stack before it starts
+(``prepare``), and breaks it (``inject``). ``inject`` returns once the fault is
+in place; the runner then diagnoses until ddx's top cause is right or the time
+budget is spent. Faults reach only what the sandbox created; a scenario that must
+touch something shared (the kernel log) says so in ``host_effects`` and runs only
+when the user allows it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ddx.drill.stack import Stack, StackOptions
+
+__all__ = ["SCENARIO_MODULES", "Scenario", "all_scenarios", "register"]
+
+# Modules that register scenarios, in the order `ddx drill list` shows them.
+SCENARIO_MODULES = ("healthy", "host", "web", "db")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    expected: str  # condition id ranked first by a correct diagnosis; "" for the healthy control
+    summary: str  # what breaks, in a sentence
+    inject: Callable[[Stack], None]
+    prepare: Callable[[StackOptions], None] | None = None
+    needs: Callable[[], list[str]] | None = None  # extra preconditions: what is missing, with how to get it
+    host_effects: str = ""  # non-empty: what the fault leaves outside the sandbox (needs --allow-host-effects)
+    config: str = ""  # extra ddx.toml lines for this scenario's diagnosis
+    tags: tuple[str, ...] = field(default_factory=tuple)  # "ci": part of the test suite's drill run
+
+
+_REGISTRY: dict[str, Scenario] = {}
+
+
+def register(s: Scenario) -> Scenario:
+    if s.name in _REGISTRY:
+        raise ValueError(f"scenario {s.name!r} registered twice")
+    _REGISTRY[s.name] = s
+    return s
+
+
+def all_scenarios() -> dict[str, Scenario]:
+    for mod in SCENARIO_MODULES:
+        try:
+            importlib.import_module(f"ddx.drill.scenarios.{mod}")
+        except ModuleNotFoundError as exc:  # a scenario module not written yet
+            if exc.name != f"ddx.drill.scenarios.{mod}":
+                raise
+    return dict(_REGISTRY)
