@@ -20,7 +20,7 @@ from ddx.drill.stack import Stack, StackOptions
 __all__ = ["SCENARIO_MODULES", "Scenario", "all_scenarios", "register"]
 
 # Modules that register scenarios, in the order `ddx drill list` shows them.
-SCENARIO_MODULES = ("healthy", "host", "web", "db")
+SCENARIO_MODULES = ("healthy", "host", "capacity", "web", "db")
 
 
 @dataclass(frozen=True)
