@@ -45,3 +45,15 @@ def workdir(tmp_path: Path) -> Path:
         if str(parent).startswith(tempfile.gettempdir()) and parent != Path(tempfile.gettempdir()):
             os.chmod(parent, 0o755)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def drill_ready() -> None:
+    """Skip unless the drill's sandbox stack can be built here (root, Debian packages)."""
+    from ddx.drill.stack import missing_requirements
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    missing = missing_requirements()
+    if missing:
+        pytest.skip("drill stack requirements missing: " + "; ".join(missing))
