@@ -303,14 +303,18 @@ SIGNATURES: tuple[Signature, ...] = (
          r"Lock wait timeout exceeded|deadlock detected|Deadlock found when trying to get lock"
          r"|canceling statement due to lock timeout|could not obtain lock|\bdatabase is locked\b|\bSQLITE_BUSY\b"
          r"|Lock request time out period exceeded|\bLockTimeout|\block timeout\b(?!\s*[=:]\s*\d)|ORA-00060"
-         r"|lock_timeout\b.{0,40}exceeded|\bLockAcquisitionException\b|\bDeadlockLoserDataAccessException\b",
+         r"|lock_timeout\b.{0,40}exceeded|\bLockAcquisitionException\b|\bDeadlockLoserDataAccessException\b"
+         r"|still waiting for \w*Lock on|\bacquired \w*Lock on .{0,120} after \d",
          "Queries wait on locks until they give up, or deadlock: MySQL 'Lock wait timeout exceeded' / "
          "'Deadlock found', PostgreSQL 'deadlock detected' / 'canceling statement due to lock timeout' / "
          "'could not obtain lock', SQLite 'database is locked', SQL Server 'Lock request time out period "
-         "exceeded', Oracle ORA-00060. Settings such as 'deadlock_timeout = 1s' do not match.",
+         "exceeded', Oracle ORA-00060; and PostgreSQL's log_lock_waits reports of a session that waited "
+         "longer than deadlock_timeout ('process 42 still waiting for AccessExclusiveLock on relation ...', "
+         "'acquired ShareLock on transaction ... after 5003 ms'), at LOG level. Settings such as "
+         "'deadlock_timeout = 1s' do not match.",
          keywords=("lock wait timeout", "deadlock", "lock timeout", "could not obtain lock",
                    "database is locked", "sqlite_busy", "lock request time out", "locktimeout", "ora-00060",
-                   "lock_timeout", "lockacquisitionexception")),
+                   "lock_timeout", "lockacquisitionexception", "still waiting for", "lock on")),
     _sig("readonly_db", "logs.readonly_database",
          r"in a read-only transaction|running with the --(?:super-)?read-only option|recovery is in progress"
          r"|the database system is in recovery mode|attempt to write a readonly database"
@@ -324,6 +328,27 @@ SIGNATURES: tuple[Signature, ...] = (
          "match here.",
          keywords=("read-only", "recovery is in progress", "recovery mode", "readonly", "read only",
                    "notwritableprimary", "slaveok", "er_option_prevents_statement", "hot standby")),
+    # --- code ---------------------------------------------------------------------------
+    _sig("missing_code", "logs.missing_code",
+         r"\bModuleNotFoundError\b|No module named\b|\bImportError: cannot import name"
+         r"|\bcannot load such file\b|\buninitialized constant\b|\bundefined method\b"
+         r"|\bundefined symbol\b|error while loading shared libraries|cannot open shared object file"
+         r"|\bClass ['\"]?[\w\\]{1,200}['\"]? not found|Call to undefined (?:function|method)"
+         r"|\bClassNotFoundException\b|\bNoClassDefFoundError\b|\bNoSuchMethodError\b|\bUnsatisfiedLinkError\b"
+         r"|\bCannot find module\b|\bERR_MODULE_NOT_FOUND\b|Can't locate \S+\.pm in @INC",
+         "Code or a library fails to load, or does not match what calls it: the release shipped without a "
+         "module or against the wrong version. Python 'ModuleNotFoundError' / 'No module named' / 'cannot "
+         "import name', Ruby 'cannot load such file' / 'uninitialized constant' / 'undefined method', the "
+         "dynamic linker's 'undefined symbol' / 'error while loading shared libraries', PHP 'Class \"X\" not "
+         "found' / 'Call to undefined function', Java ClassNotFoundException / NoClassDefFoundError / "
+         "NoSuchMethodError / UnsatisfiedLinkError, Node 'Cannot find module', Perl 'Can't locate X.pm in "
+         "@INC'. Not Ruby's everyday nil bug ('undefined method ... for nil').",
+         unless=r"undefined method .{0,200}\bfor nil\b",
+         keywords=("modulenotfounderror", "no module named", "cannot import name", "cannot load such file",
+                   "uninitialized constant", "undefined method", "undefined symbol", "shared libraries",
+                   "shared object file", "not found", "call to undefined", "classnotfoundexception",
+                   "noclassdeffounderror", "nosuchmethoderror", "unsatisfiedlinkerror", "cannot find module",
+                   "err_module_not_found", "in @inc")),
     # --- servers ------------------------------------------------------------------------
     _sig("worker_limit", "logs.worker_limit_reached",
          r"server reached MaxRequestWorkers|server reached MaxClients|worker_connections are not enough"
