@@ -184,6 +184,31 @@ def test_the_closest_change_before_the_errors_is_named():
     assert a.change is config
 
 
+def test_errors_that_start_long_after_a_quiet_stretch_did_not_begin_with_the_change():
+    # two errors a second for a minute once they start, after 40 clean seconds: the change did not start them
+    burst = [T0 + 40 + i / 2 for i in range(120)]
+    assert align([UPGRADE], {"enospc": ("logs.enospc", 1, burst)}, after=1800, before=3600) == []
+    # the same burst right after the change (within the second a log stamp loses) did
+    right_after = [T0 + 1 + i / 2 for i in range(120)]
+    (a,) = align([UPGRADE], {"enospc": ("logs.enospc", 1, right_after)}, after=1800, before=3600)
+    assert a.change is UPGRADE
+    # rare errors: minutes of quiet say nothing (one every few minutes is what they do)
+    rare = [T0 + 300 + 240 * i for i in range(6)]
+    assert len(align([UPGRADE], {"enospc": ("logs.enospc", 1, rare)}, after=3600, before=3600)) == 1
+    # one short burst two minutes later (a cron job reaching the changed code) gives no steady rate
+    cron = [T0 + 120 + i / 10 for i in range(10)]
+    assert len(align([UPGRADE], {"enospc": ("logs.enospc", 1, cron)}, after=1800, before=3600)) == 1
+
+
+def test_a_later_change_explains_a_burst_an_earlier_one_cannot():
+    setup = Change("config", T0, "modified /srv/app/nginx.conf", "/srv/app/nginx.conf")
+    edit = Change("config", T0 + 30, "modified /srv/app/settings.json", "/srv/app/settings.json")
+    burst = [T0 + 30.5 + i / 4 for i in range(60)]
+    (a,) = align([setup, edit], {"econnrefused": ("logs.connection_refused", 1, burst)}, after=1800, before=3600)
+    assert a.change is edit
+    assert align([setup], {"econnrefused": ("logs.connection_refused", 1, burst)}, after=1800, before=3600) == []
+
+
 # --- the probe on fixture trees ----------------------------------------------------------------
 
 
@@ -304,6 +329,22 @@ def test_no_change_at_all(root):
     assert found["change.recent_config_change"].state is State.ABSENT
     assert found["change.errors_began_after_change"].state is State.ABSENT
     assert "change.recent_deploy" not in found  # no app directory or marker: unknown
+
+
+def test_a_services_logs_pids_and_caches_beside_its_settings_are_not_config(root):
+    now = time.time()
+    old = now - 40 * 86400
+    app = root / "srv/shop"
+    _write(app / "settings.json", '{"cache": "10.0.0.5:11211"}\n', old)
+    for rel in ("log/app.log", "logs/access.log", "app.log.1", "gunicorn.pid", "cache/page_1.html",
+                "sessions/sess_01", "tmp/body/0001", ".settings.json.tmp", "events.out"):
+        _write(app / rel, "x\n", now - 30)
+    os.utime(app, (old, old))
+    found = run_changes(root, config_paths=["/srv/shop"], log_paths=["/srv/shop/events.out"])
+    assert found["change.recent_config_change"].state is State.ABSENT
+    _write(app / "settings.json", '{"cache": "10.0.0.6:11211"}\n', now - 20)  # an edit is one
+    f = run_changes(root, config_paths=["/srv/shop"], log_paths=["/srv/shop/events.out"])["change.recent_config_change"]
+    assert f.state is State.PRESENT and f.evidence[0].count == 1 and "settings.json" in f.evidence[0].samples[0]
 
 
 def test_without_package_logs_the_package_finding_stays_unknown(root):
@@ -428,3 +469,14 @@ def test_service_restart_then_errors(root, monkeypatch):
 
     restarts = find_restarts(LiveHost(root=str(root)), local_zone(), 300)
     assert [(c.what, c.time) for c in restarts] == [("service nginx.service (re)started", float(int(now - 300)))]
+
+
+def test_errors_stamped_in_the_second_of_the_change_began_with_it():
+    # the edit at .6 s, the log's whole-second stamp of the first error reads .0 of the same second
+    edit = Change("config", T0 + 0.6, "modified /srv/app/app.json", "/srv/app/app.json")
+    same_second = [T0 + i for i in range(0, 30)]
+    (a,) = align([edit], {"econnrefused": ("logs.connection_refused", 1, same_second)}, after=1800, before=3600)
+    assert a.change is edit and a.first_error == T0
+    # a line two seconds before the change was there before it
+    assert align([edit], {"econnrefused": ("logs.connection_refused", 1, [T0 - 2, *same_second])},
+                 after=1800, before=3600) == []

@@ -25,6 +25,8 @@ Sources:
   ``/etc/resolv.conf`` from DHCP/resolvconf, ``/etc/adjtime``,
   ``/etc/ld.so.cache``, locks, ``passwd-`` backups) and bulk directories
   (``/etc/ssl/certs``, ``/etc/alternatives``, LVM's metadata archives);
+  a service's state kept beside its settings (logs, pid files, sockets,
+  ``tmp``/``cache``/``sessions`` folders, and the logs of ``log_paths``);
   ``/etc/hosts`` and ``/etc/hostname`` only when written within seconds of
   ``/etc/resolv.conf``, which is what container runtimes and cloud-init do at
   every start.
@@ -47,8 +49,16 @@ that span, and no line of the same signature in the ``before_minutes``
 before the change (errors that were already there did not begin with it).
 When only the tail of a busy log was read and it does not reach back that
 far, the change is not aligned: nobody can tell whether the errors were
-already there. Absent when no change was found or no error began that way;
-unknown when no log could be read.
+already there. Nor is it when the errors, once begun, came so steadily that
+the clean stretch between the change and the first of them would have held
+more than ``QUIET_EXPECTED`` of them: a change starts its errors as soon as
+traffic reaches what it changed (a restart, a reload), so an unrelated edit
+20 minutes before a database crash, or the setting-up of a service that then
+served cleanly, is not what broke it. Limits: a change whose effect waits
+(a time bomb on cache expiry, a service restarted later by hand) or a quiet
+stretch without traffic is missed when its errors come steadily afterwards;
+bursts (a cron job) do not count as steady. Absent when no change was found
+or no error began that way; unknown when no log could be read.
 """
 
 from __future__ import annotations
@@ -96,6 +106,12 @@ BOOT_GRACE = 300.0  # units that became active within this many seconds of boot 
 CONTAINER_FILES_SKEW = 5.0  # /etc/hosts, /etc/hostname written this close to /etc/resolv.conf: by the runtime
 MAX_SAMPLES = 20  # changes listed in one evidence
 _LOG_TAIL = 2 << 20  # bytes read from the end of each package log
+# Errors that begin with a change: at their own rate, fewer than this many would have fallen in
+# the quiet stretch between the change and the first of them (Poisson: P(none | 5 expected) < 1%).
+QUIET_EXPECTED = 5.0
+QUIET_MIN_ERRORS = 5  # errors after the change needed to measure their rate...
+LOG_RESOLUTION = 1.0  # seconds: the coarsest time stamp of common logs (syslog, nginx, gunicorn)
+QUIET_MIN_SPAN = 0.25  # ...coming for at least this share of the quiet stretch (not one burst)
 
 
 @dataclass(frozen=True)
@@ -350,7 +366,7 @@ def walk_configs(
             if st.mtime >= cutoff:
                 dir_changes.append((path, st.mtime, child_times))
             continue
-        if st.mtime >= cutoff:
+        if st.mtime >= cutoff and stat_mod.S_ISREG(st.mode):  # sockets and FIFOs hold no settings
             changed.append(Change("config", st.mtime, f"modified {path}", path))
     # A directory modified in the window with no entry modified at about that time: an entry went away.
     for path, mtime, ignored_times in [] if cut_short else dir_changes:  # unvisited entries explain nothing
@@ -555,6 +571,7 @@ def align(
     after: float,
     before: float,
     covered_from: Mapping[str, float] | None = None,
+    quiet_expected: float = QUIET_EXPECTED,
 ) -> list[Alignment]:
     """Pure: which signatures began within ``after`` seconds of a change
     (with at least their min_count lines in that span) and had no line in the
@@ -563,15 +580,23 @@ def align(
     the time from which the logs holding it were read (only a tail of a busy
     log may be read: when it does not reach back to ``before`` ahead of the
     change, nobody can tell whether the errors were already there, and the
-    change is not aligned). One alignment per signature: the change closest
-    before its first line."""
+    change is not aligned). Errors a change starts begin as soon as traffic
+    reaches what it changed: when, at the rate the errors came once they
+    began, more than ``quiet_expected`` of them would have fallen in the
+    error-free stretch between the change and the first one, something later
+    started them, not this change (a service that ran cleanly for a while after
+    being set up or reconfigured). One alignment per signature: the change
+    closest before its first line. A line stamped up to ``LOG_RESOLUTION``
+    before the change counts as after it: it may be the same second."""
     out = []
     covered_from = covered_from or {}
     for name, (finding, min_count, times) in sorted(error_times.items()):
         ts = sorted(times)
         best: Alignment | None = None
         for c in changes:
-            lo = bisect.bisect_left(ts, c.time)
+            # log times are often whole seconds: a line stamped in the change's own second may
+            # come after it (file times have nanoseconds)
+            lo = bisect.bisect_left(ts, c.time - LOG_RESOLUTION)
             hi = bisect.bisect_right(ts, c.time + after)
             if hi - lo < max(1, min_count):
                 continue
@@ -579,11 +604,31 @@ def align(
                 continue
             if lo > 0 and ts[lo - 1] >= c.time - before:  # errors of this kind already came before it
                 continue
+            if _quiet_too_long(ts[lo:hi], c.time, quiet_expected):
+                continue
             if best is None or ts[lo] - c.time < best.first_error - best.change.time:
                 best = Alignment(c, name, finding, ts[lo], hi - lo)
         if best is not None:
             out.append(best)
     return sorted(out, key=lambda a: a.first_error - a.change.time)
+
+
+def _quiet_too_long(times: Sequence[float], change: float, expected: float) -> bool:
+    """True when the errors after a change came so steadily once they began that
+    the quiet stretch before the first one would have held more than ``expected``
+    of them. The rate is measured only on errors that have kept coming for at least
+    a quarter of that stretch (``QUIET_MIN_SPAN``): a short burst (a cron job
+    reaching the changed code at last) says nothing of a steady rate. Needs
+    ``QUIET_MIN_ERRORS``; log times are often whole seconds, so a second of the gap
+    is given away."""
+    if len(times) < QUIET_MIN_ERRORS:
+        return False
+    quiet = max(0.0, times[0] - change - 1.0)
+    span = times[-1] - times[0]
+    if quiet <= 0.0 or span < QUIET_MIN_SPAN * quiet:
+        return False
+    rate = (len(times) - 1) / max(span, 1.0)
+    return rate * quiet > expected
 
 
 # --- the probe --------------------------------------------------------------------------------
@@ -673,6 +718,10 @@ def _evidence(kind_text: str, items: Sequence[Change], now: float, cutoff: float
             "/etc/ssl/certs", "/etc/alternatives", "/etc/apparmor.d/cache", "/etc/lvm/archive",
             "/etc/lvm/backup", "/etc/lvm/cache", "/etc/.git", "/etc/cups/subscriptions.conf*",
             "/etc/ca-certificates.conf.dpkg-old",
+            # A service's state beside its configuration is not configuration: logs (and their
+            # rotations), pid files, sockets, temporary files, cache and session folders.
+            "*/log", "*/logs", "*.log", "*.log.[0-9]*", "*.log-[0-9]*", "*.pid", "*.sock", "*.tmp",
+            "*/tmp", "*/cache", "*/sessions",
         ],
         # Bounds of the walk: directory depth below each config path, and entries looked at.
         "max_depth": 6,
@@ -723,6 +772,7 @@ def changes(ctx: ProbeContext) -> list[Finding]:
 
     # Configuration.
     ignore = [str(p) for p in ctx.opt("config_ignore")]
+    ignore += [p for p in (str(x) for x in ctx.opt("log_paths")) if p.startswith("/")]  # logs are not config
     walk = walk_configs(host, [str(p) for p in ctx.opt("config_paths")], cutoff=cutoff,
                         ignore=ignore + sorted(_container_managed(host)),
                         max_depth=int(ctx.opt("max_depth")), max_files=int(ctx.opt("max_config_files")))
