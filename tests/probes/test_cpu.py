@@ -48,7 +48,8 @@ def test_cpu_shares() -> None:
 
 
 def _run(tmp_path: Path, stats: list[str], loadavg: str, psi_cpu: str = PSI0, psi_io: str = PSI0,
-         meminfo: str = MEMINFO) -> dict[str, Finding]:  # fmt: skip
+         meminfo: str = MEMINFO, extra: dict[str, object] | None = None,
+         listdirs: dict[str, object] | None = None) -> dict[str, Finding]:  # fmt: skip
     path = build_bundle(
         str(tmp_path / "b"),
         files={
@@ -58,7 +59,9 @@ def _run(tmp_path: Path, stats: list[str], loadavg: str, psi_cpu: str = PSI0, ps
             "/proc/pressure/cpu": psi_cpu,
             "/proc/pressure/io": psi_io,
             "/proc/pressure/memory": PSI0,
+            **(extra or {}),
         },
+        listdirs=listdirs,
         times=[10.0, 11.0],
     )
     ctx = ProbeContext(BundleHost(path), dict(registry["cpu"].options), 1.0, "cpu")
@@ -93,6 +96,21 @@ def test_idle_host_is_load_low(tmp_path: Path) -> None:
     low = got["load.low"]
     assert low.state is State.PRESENT and "mostly idle" in low.evidence[0].summary
     assert got["cpu.saturated"].state is State.ABSENT
+
+
+def test_idle_host_with_a_cgroup_at_its_memory_limit_is_not_load_low(tmp_path: Path) -> None:
+    base = "/sys/fs/cgroup/memory/app"
+    extra = {
+        "/proc/mounts": "cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n",
+        f"{base}/memory.limit_in_bytes": f"{256 << 20}\n",
+        f"{base}/memory.usage_in_bytes": f"{255 << 20}\n",
+        f"{base}/memory.stat": "total_inactive_file 0\n",
+        f"{base}/memory.oom_control": "under_oom 0\noom_kill 3\n",
+    }
+    got = _run(tmp_path, [stat(0, 0, 0), stat(5, 3, 192)], "0.05 0.03 0.01 1/120 7\n", extra=extra,
+               listdirs={"/sys/fs/cgroup/memory": ["app"], base: []})
+    low = got["load.low"]
+    assert low.state is State.ABSENT and "cgroup /app" in low.evidence[0].summary
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,14 @@ import pytest
 from ddx.host import BundleHost, LiveHost, build_bundle
 from ddx.model import Finding, State
 from ddx.probes.base import ProbeContext, registry
-from ddx.probes.memory import available_bytes, memory, parse_meminfo, parse_vmstat
+from ddx.probes.memory import (
+    available_bytes,
+    cgroup_memory,
+    memory,
+    parse_memory_limit,
+    parse_meminfo,
+    parse_vmstat,
+)
 
 MEMINFO_OK = """\
 MemTotal:       16316412 kB
@@ -95,19 +102,150 @@ def test_swap_out_trickle_is_not_active_swapping(tmp_path: Path) -> None:
     assert got["memory.swapping_active"].state is State.ABSENT
 
 
-def test_no_swap_means_swap_findings_absent(tmp_path: Path) -> None:
+def test_no_swap_leaves_swap_findings_unknown(tmp_path: Path) -> None:
+    # Without swap, neither finding can occur under any cause: absent would count against
+    # every cause that often swaps, so they stay unknown and a note says why.
     no_swap = MEMINFO_OK.replace("SwapTotal:       2097148 kB", "SwapTotal:       0 kB").replace(
         "SwapFree:        2000000 kB", "SwapFree:        0 kB"
     )
-    got = _run(tmp_path, no_swap, [VMSTAT.format(pin=0, pout=0, oom=0)] * 2)
-    assert got["memory.swap_used_high"].state is State.ABSENT
-    assert got["memory.swapping_active"].state is State.ABSENT
-    assert "no swap" in got["memory.swap_used_high"].evidence[0].summary
+    path = build_bundle(
+        str(tmp_path / "b"),
+        files={"/proc/meminfo": no_swap, "/proc/vmstat": [VMSTAT.format(pin=0, pout=0, oom=0)] * 2,
+               "/proc/pressure/memory": PSI_CALM},
+        times=[500.0, 501.0],
+    )
+    ctx = ProbeContext(BundleHost(path), dict(registry["memory"].options), 1.0, "memory")
+    got = {f.id: f for f in memory(ctx)}
+    assert "memory.swap_used_high" not in got and "memory.swapping_active" not in got
+    assert got["memory.available_low"].state is State.ABSENT
+    assert any("no swap" in n for n in ctx.notes)
+
+
+V1_MOUNTS = (
+    "cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0\n"
+    "cgroup /sys/fs/cgroup/pids cgroup rw,relatime,pids 0 0\n"
+)
+V2_MOUNTS = "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0\n"
+V1_STAT = "cache 1000\nrss 2000\ntotal_inactive_file {inactive}\ntotal_active_file 0\n"
+V1_OOM = "oom_kill_disable 0\nunder_oom {under}\noom_kill {kills}\n"
+MiB = 1 << 20
+
+
+def _v1_cgroup(usage_mib: int, limit: int | str, inactive_mib: int = 0, kills: int | list[int] = 0,
+               under: int = 0, base: str = "/sys/fs/cgroup/memory/app") -> dict[str, object]:
+    oom = [V1_OOM.format(under=under, kills=k) for k in kills] if isinstance(kills, list) else \
+        V1_OOM.format(under=under, kills=kills)
+    return {
+        f"{base}/memory.limit_in_bytes": str(limit) + "\n",
+        f"{base}/memory.usage_in_bytes": f"{usage_mib * MiB}\n",
+        f"{base}/memory.stat": V1_STAT.format(inactive=inactive_mib * MiB),
+        f"{base}/memory.oom_control": oom,
+    }
+
+
+def _run_cgroups(tmp_path: Path, files: dict[str, object], listdirs: dict[str, object],
+                 vm: list[str] | None = None) -> dict[str, Finding]:
+    path = build_bundle(
+        str(tmp_path / "b"),
+        files={"/proc/meminfo": MEMINFO_OK, "/proc/vmstat": vm or [VMSTAT.format(pin=0, pout=0, oom=0)] * 2,
+               "/proc/pressure/memory": PSI_CALM, **files},
+        listdirs=listdirs,
+        times=[500.0, 501.0],
+    )
+    ctx = ProbeContext(BundleHost(path), dict(registry["memory"].options), 1.0, "memory")
+    return {f.id: f for f in memory(ctx)}
+
+
+def test_parse_memory_limit() -> None:
+    assert parse_memory_limit("max\n") is None
+    assert parse_memory_limit("9223372036854771712\n") is None  # v1 "unlimited"
+    assert parse_memory_limit("536870912\n") == 512 * MiB
+    with pytest.raises(ValueError, match="unexpected"):
+        parse_memory_limit("lots")
+
+
+def test_cgroup_memory_v2_working_set_and_kills() -> None:
+    cg = cgroup_memory("/system.slice/app.service", True, {
+        "memory.max": f"{100 * MiB}\n",
+        "memory.current": f"{99 * MiB}\n",
+        "memory.stat": f"anon {60 * MiB}\ninactive_file {30 * MiB}\nactive_file {9 * MiB}\n",
+        "memory.events": "low 0\nhigh 0\nmax 812\noom 3\noom_kill 2\n",
+    })
+    assert cg is not None
+    assert cg.working_set == 69 * MiB and round(cg.available_percent) == 31  # page cache is not a shortage
+    assert cg.oom_kills == 2 and not cg.under_oom
+    assert cgroup_memory("/x", True, {"memory.max": "max\n", "memory.current": "1\n"}) is None
+
+
+def test_cgroup_at_its_limit_makes_memory_short_while_the_host_has_plenty(tmp_path: Path) -> None:
+    files = {"/proc/mounts": V1_MOUNTS, **_v1_cgroup(250, 256 * MiB, inactive_mib=2, kills=[4, 5]),
+             **_v1_cgroup(10, 9223372036854771712, base="/sys/fs/cgroup/memory/other"),
+             **_v1_cgroup(50, 1 << 40, base="/sys/fs/cgroup/memory/huge")}
+    listdirs = {"/sys/fs/cgroup/memory": ["app", "cgroup.procs", "huge", "memory.limit_in_bytes", "other", "tasks"],
+                "/sys/fs/cgroup/memory/app": ["cgroup.procs", "memory.stat"],
+                "/sys/fs/cgroup/memory/other": [], "/sys/fs/cgroup/memory/huge": []}
+    got = _run_cgroups(tmp_path, files, listdirs)
+    low = got["memory.available_low"]
+    assert low.state is State.PRESENT
+    assert low.evidence[0].value > 40  # the host itself is fine
+    cg = low.evidence[1]
+    assert cg.count == 1 and "cgroup /app" in cg.summary and "/huge" not in cg.summary  # 1 TiB: no limit here
+    oom = got["memory.oom_kill"]
+    assert oom.state is State.PRESENT and "cgroup /app: 1 OOM kill" in oom.evidence[0].samples[0]
+
+
+def test_cgroup_with_room_or_old_kills_says_nothing_wrong(tmp_path: Path) -> None:
+    files = {"/proc/mounts": V1_MOUNTS, **_v1_cgroup(250, 256 * MiB, inactive_mib=100, kills=7)}
+    listdirs = {"/sys/fs/cgroup/memory": ["app"], "/sys/fs/cgroup/memory/app": []}
+    got = _run_cgroups(tmp_path, files, listdirs)
+    low = got["memory.available_low"]
+    assert low.state is State.ABSENT and "none near it" in low.evidence[1].summary
+    assert "memory.oom_kill" not in got  # 7 kills since the cgroup was made, none now
+
+
+def test_cgroup_whose_oom_kill_freed_memory_during_the_window_is_short(tmp_path: Path) -> None:
+    # At its limit before the window, the OOM killer frees 150 MB: the second read alone looks roomy.
+    base = "/sys/fs/cgroup/memory/app"
+    files: dict[str, object] = {"/proc/mounts": V1_MOUNTS, **_v1_cgroup(100, 256 * MiB, kills=[0, 1])}
+    files[f"{base}/memory.usage_in_bytes"] = [f"{100 * MiB}\n", f"{100 * MiB}\n"]
+    listdirs = {"/sys/fs/cgroup/memory": ["app"], base: []}
+    got = _run_cgroups(tmp_path, files, listdirs)
+    assert got["memory.available_low"].state is State.PRESENT
+    assert "OOM kill in it during the window" in got["memory.available_low"].evidence[1].summary
+    assert got["memory.oom_kill"].state is State.PRESENT
+
+
+def test_v1_cgroup_in_oom_now_is_short(tmp_path: Path) -> None:
+    files = {"/proc/mounts": V1_MOUNTS, **_v1_cgroup(100, 256 * MiB, under=1)}
+    listdirs = {"/sys/fs/cgroup/memory": ["app"], "/sys/fs/cgroup/memory/app": []}
+    assert _run_cgroups(tmp_path, files, listdirs)["memory.available_low"].state is State.PRESENT
+
+
+def test_v2_descends_only_where_memory_is_delegated(tmp_path: Path) -> None:
+    def v2(base: str, current: int) -> dict[str, object]:
+        return {f"{base}/memory.max": f"{100 * MiB}\n", f"{base}/memory.current": f"{current * MiB}\n",
+                f"{base}/memory.stat": "inactive_file 0\n", f"{base}/memory.events": "oom_kill 0\n"}
+
+    files = {"/proc/mounts": V2_MOUNTS, "/sys/fs/cgroup/cgroup.subtree_control": "cpu memory pids\n",
+             "/sys/fs/cgroup/a.slice/cgroup.subtree_control": "pids\n",
+             **v2("/sys/fs/cgroup/a.slice", 10), **v2("/sys/fs/cgroup/a.slice/full.service", 99)}
+    listdirs = {"/sys/fs/cgroup": ["a.slice", "cgroup.procs", "memory.stat"],
+                "/sys/fs/cgroup/a.slice": ["full.service", "memory.max"]}
+    got = _run_cgroups(tmp_path, files, listdirs)
+    low = got["memory.available_low"]
+    # full.service sits below a parent that does not delegate memory: its files are not a limit of its own
+    assert low.state is State.ABSENT and low.evidence[1].samples == ("cgroup /a.slice: 10 MB working set of a "
+                                                                      "100 MB limit, 90.0% left",)
+
+
+def test_without_mounts_cgroups_are_skipped(tmp_path: Path) -> None:
+    got = _run_cgroups(tmp_path, {}, {})
+    assert len(got["memory.available_low"].evidence) == 1
 
 
 def test_without_window_rates_stay_unknown(tmp_path: Path) -> None:
     got = _run(tmp_path, MEMINFO_OK, [VMSTAT.format(pin=0, pout=0, oom=0)], window=0)
-    assert set(got) == {"memory.available_low", "memory.swap_used_high"}
+    assert set(got) == {"memory.available_low", "memory.swap_used_high"}  # no window: no rates, no kills
 
 
 def test_unreadable_meminfo_fails_the_probe(tmp_path: Path) -> None:
@@ -119,6 +257,6 @@ def test_unreadable_meminfo_fails_the_probe(tmp_path: Path) -> None:
 def test_this_host() -> None:
     ctx = ProbeContext(LiveHost(), dict(registry["memory"].options), 0.2, "memory")
     got = {f.id: f for f in memory(ctx)}
-    assert {"memory.available_low", "memory.swap_used_high"} <= set(got)
+    assert "memory.available_low" in got
     for f in got.values():
         assert f.evidence and f.evidence[0].source.startswith("/proc/")

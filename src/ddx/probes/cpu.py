@@ -10,8 +10,10 @@ that window, over all online CPUs:
 - ``cpu.steal_high``: steal time share.
 - ``load.low``: the host is mostly idle: load well under the core count, CPUs
   mostly idle, little iowait, no memory or I/O pressure (PSI), memory
-  available. It tells "the service fails while the machine has nothing to do"
-  (a lock, a dependency, a limit) from resource exhaustion.
+  available (also in every cgroup with a memory limit: a container at its
+  limit is out of memory however idle the host). It tells "the service fails
+  while the machine has nothing to do" (a lock, a dependency, a limit) from
+  resource exhaustion.
 
 The core count is the number of online CPUs in /proc/stat; a container's CPU
 quota (cgroup cpu.max) is not taken into account.
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from ddx.model import Evidence, Finding
 from ddx.probes._procfs import read_psi
 from ddx.probes.base import Host, NotApplicable, ProbeContext, probe
-from ddx.probes.memory import available_bytes, parse_meminfo
+from ddx.probes.memory import available_bytes, parse_meminfo, read_cgroup_memory, short_cgroups
 
 __all__ = ["CpuTimes", "LoadAvg", "cpu", "cpu_shares", "parse_loadavg", "parse_stat"]
 
@@ -146,6 +148,11 @@ def _own(host: Host) -> int | None:
         "low_pressure_percent": 5.0,
         # "memory mostly idle": at least this share of RAM available.
         "low_available_percent": 20.0,
+        # ...and no cgroup with a memory limit (a container, a service with MemoryMax) that has less than
+        # this share of its limit left: the memory probe's "available low" for cgroups.
+        "low_cgroup_available_percent": 5.0,
+        # Cgroup directories visited at most when looking for memory limits.
+        "max_cgroups": 2000,
     },
 )
 def cpu(ctx: ProbeContext) -> list[Finding]:
@@ -154,6 +161,13 @@ def cpu(ctx: ProbeContext) -> list[Finding]:
     if ctx.window <= 0:
         raise NotApplicable("CPU shares need a sampling window > 0 (--window 0 given)")
     own0 = _own(host)
+    # cgroups with a memory limit, read around the window like the CPU times (an OOM kill
+    # between the reads means the cgroup was at its limit)
+    try:
+        ram = parse_meminfo(host.read_text("/proc/meminfo", max_bytes=65536)).get("MemTotal", 0)
+    except (OSError, LookupError):
+        ram = 0
+    cg0 = read_cgroup_memory(host, int(ctx.opt("max_cgroups")), ram)[0] if ram else []
     s0, cores = parse_stat(host.read_text("/proc/stat", max_bytes=1 << 20))
     t0 = host.time()
     host.sleep(ctx.window)
@@ -243,6 +257,14 @@ def cpu(ctx: ProbeContext) -> list[Finding]:
         checks.append((v <= press, f"I/O pressure {v:.1f}%"))
     if avail_pct is not None:
         checks.append((avail_pct >= float(ctx.opt("low_available_percent")), f"{avail_pct:.0f}% of RAM available"))
+        if cg0:
+            cg1 = read_cgroup_memory(host, int(ctx.opt("max_cgroups")), ram)[0]
+            short = short_cgroups(cg0, cg1, float(ctx.opt("low_cgroup_available_percent")))
+            if short:
+                checks.append((False, f"cgroup {short[0].path} at its memory limit "
+                                      f"({short[0].available_percent:.1f}% of it available)"))
+            else:
+                checks.append((True, f"{len(cg0)} cgroup(s) with a memory limit, none at it"))
     idle = all(ok for ok, _ in checks)
     if idle:
         summary = "host mostly idle: " + ", ".join(text for _, text in checks)
