@@ -24,6 +24,7 @@ from ddx.model import Finding, State
 from ddx.probes.base import ProbeContext, StatResult, registry
 from ddx.probes.procchecks import (
     cgroup_child_names,
+    child_changes,
     cpu_hogs,
     limit_uses,
     parse_pids_events,
@@ -162,11 +163,22 @@ def test_system_files() -> None:
         (("puma: cluster worker 0: 812 [app]",), "puma"),
         (("-bash",), "bash"),
         (("/usr/bin/node", "--max-old-space-size=512", "/srv/app/server.js"), "server.js"),
+        (("/usr/bin/python3", "/usr/lib/python3/dist-packages/gunicorn/__main__.py", "-w", "3"), "gunicorn"),
         ((), "kworker"),
     ],
 )
 def test_program_of(argv: tuple[str, ...], program: str) -> None:
     assert program_of(argv, "kworker") == program
+
+
+def test_normalise_cmdline_names_an_interpreters_program_one_way() -> None:
+    # gunicorn's in-place upgrade (USR2) re-executes `python3 -m gunicorn` as `python3 .../gunicorn/__main__.py`
+    a = normalise_cmdline(("/usr/bin/python3", "-m", "gunicorn", "-w", "3", "app:app"))
+    b = normalise_cmdline(("/usr/bin/python3", "/usr/lib/python3/dist-packages/gunicorn/__main__.py", "-w", "3",
+                           "app:app"))
+    c = normalise_cmdline(("/usr/bin/python3", "/usr/local/bin/gunicorn", "-w", "3", "app:app"))
+    assert a == b == c == "python3 gunicorn -w N app:app"
+    assert normalise_cmdline(("python3", "-c", "print(1)")) == "python3 -c print(N)"
 
 
 def test_normalise_cmdline_merges_numbers_keeps_apps_apart() -> None:
@@ -554,7 +566,7 @@ def test_probe_on_a_healthy_fixture_host(tmp_path: Path) -> None:
     assert "gunicorn -w 3" in samples(got["procs.count_excess"])
     assert "worker_processes in /etc/nginx/nginx.conf" in samples(got["procs.count_excess"])
     text = samples(got["procs.count_excess"])
-    assert "4 x python3 /usr/bin/gunicorn -w N app:app (parents 200 x3, 1 x1; ages 27h)" in text
+    assert "4 x python3 gunicorn -w N app:app (parents 200 x3, 1 x1; ages 27h)" in text
     assert "nginx -g daemon on; master_process on; -> 2 worker(s), expected 2 (worker_processes in" in text
 
 
@@ -641,6 +653,32 @@ def test_probe_supervised_service_restarting(tmp_path: Path) -> None:
     got = run_bundle(tmp_path, fps)
     loop = got["procs.crash_loop"]
     assert loop.state is State.PRESENT and "supervised child is 3s old" in samples(loop)
+
+
+def test_young_supervisor_with_a_restarted_child_is_a_crash_loop(tmp_path: Path) -> None:
+    # runsv started 8 s ago; its service is 1 s old, started 7 s after it: restarted, not the first start.
+    fps = [INIT, FP(50, 1, ("runsv", "api"), start=UPTIME - 8), FP(51, 50, ("/srv/api/bin/api",), start=UPTIME - 1)]
+    loop = run_bundle(tmp_path, fps)["procs.crash_loop"]
+    assert loop.state is State.PRESENT and "started 7s after its supervisor" in samples(loop)
+    # a supervisor and the service it started at once: nothing restarted yet
+    fps[2] = FP(51, 50, ("/srv/api/bin/api",), start=UPTIME - 7.5)
+    assert run_bundle(tmp_path, fps)["procs.crash_loop"].state is State.ABSENT
+
+
+def test_child_changes() -> None:
+    assert child_changes([frozenset({5}), frozenset({5}), frozenset(), frozenset({9})]) == ([5], [9])
+    assert child_changes([frozenset({5}), frozenset({5})]) == ([], [])
+    assert child_changes([frozenset({5})]) == ([], [])
+
+
+def test_supervised_child_seen_dying_during_the_window(tmp_path: Path) -> None:
+    fps = [INIT, FP(50, 1, ("runsv", "api"), start=10), FP(51, 50, ("/srv/api/bin/api",), start=10)]
+    kids = ["51\n"] * 4 + [""] * 7  # the service exits while ddx watches; runsv waits before the next start
+    got = run_bundle(tmp_path, fps, window=1.0, extra_files={"/proc/50/task/50/children": kids})
+    loop = got["procs.crash_loop"]
+    assert loop.state is State.PRESENT and "child 51 exited during the 1s window" in samples(loop)
+    steady = run_bundle(tmp_path, fps, window=1.0, extra_files={"/proc/50/task/50/children": ["51\n"] * 11})
+    assert steady["procs.crash_loop"].state is State.ABSENT
 
 
 def test_probe_window_reads_zombies_and_hog(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ __all__ = [
     "Hog",
     "LimitUse",
     "cgroup_child_names",
+    "child_changes",
     "cpu_hogs",
     "limit_uses",
     "parse_pids_events",
@@ -242,20 +243,35 @@ def replaced_children(
 
 
 def young_supervised(
-    table: ProcTable, supervisors: Iterable[str], young_seconds: float, min_supervisor_age: float
+    table: ProcTable, supervisors: Iterable[str], young_seconds: float, min_gap_seconds: float
 ) -> list[tuple[Proc, Proc]]:
-    """(supervisor, child) where a long-running supervisor's child is very
-    young: the service was restarted moments ago (a crash-looping service
-    under runit or supervisord always has a child a few seconds old)."""
+    """(supervisor, child) where a supervisor's child is very young and started
+    at least ``min_gap_seconds`` after the supervisor itself: not the first
+    start, a restart moments ago (a crash-looping service under runit or
+    supervisord always has a child a few seconds old). A supervisor starts its
+    services at once (runsv, supervisord), so a later start is a restart."""
     names = frozenset(supervisors)
     out = []
     for s in table.user_procs():
-        if s.program not in names or table.age(s) < min_supervisor_age:
+        if s.program not in names:
             continue
         for c in table.children(s.pid):
-            if not c.zombie and table.age(c) < young_seconds:
+            if not c.zombie and table.age(c) < young_seconds and c.starttime - s.starttime >= min_gap_seconds * table.hz:
                 out.append((s, c))
     return out
+
+
+def child_changes(samples: list[frozenset[int]]) -> tuple[list[int], list[int]]:
+    """(exited, started): child pids of one process that left, or came, between
+    successive reads of its children over the window, in order seen. A
+    supervised service that exits or starts while ddx watches was just
+    (re)started or has just died."""
+    exited: list[int] = []
+    started: list[int] = []
+    for a, b in zip(samples, samples[1:]):
+        exited.extend(sorted(a - b))
+        started.extend(sorted(b - a))
+    return exited, started
 
 
 # --- zombies -------------------------------------------------------------------------

@@ -4,7 +4,13 @@ One pass over ``/proc`` builds the process table (``stat``, ``status``,
 ``cmdline`` of every process; ``limits`` of non-root ones), then the probe
 sleeps the sampling window and reads every ``/proc/PID/stat`` again: the two
 reads give CPU time per process, zombies that stay, and supervised services
-restarted during the window. Around them it reads the kernel's pid and thread
+restarted during the window. While it sleeps, it reads the children of each
+process supervisor (runsv, supervisord, ...; ``supervisors``) ten times over
+the window: a service that dies within a second of each start under a
+supervisor that waits a second before restarting it is mostly *between* lives
+at any one read, but is seen exiting or starting while watched. A supervised
+child younger than ``crash_young_seconds`` that started well after its
+supervisor (``crash_restart_gap_seconds``) was restarted. Around them it reads the kernel's pid and thread
 limits, the cgroup pids controllers and, on a systemd host, the restart
 counters of services.
 
@@ -42,6 +48,7 @@ from ddx.probes.procchecks import (
     CgroupPids,
     LimitUse,
     cgroup_child_names,
+    child_changes,
     cpu_hogs,
     limit_uses,
     parse_pids_events,
@@ -565,8 +572,40 @@ def _systemd_loops(ctx: ProbeContext, uptime: float) -> tuple[list[str], int] | 
     return rows, len(units)
 
 
+def _children(host: Host, pid: int) -> frozenset[int] | None:
+    try:
+        return frozenset(int(x) for x in host.read_text(f"/proc/{pid}/task/{pid}/children").split())
+    except (OSError, LookupError, TimeoutError, ValueError):
+        return None
+
+
+def watch_supervised(host: Host, supervisors: list[int], window: float, step: float = 0.1) -> dict[int, list[frozenset[int]]]:
+    """Sleep the window while reading the children of each supervisor every
+    ``step`` seconds (``/proc/PID/task/PID/children``: a few bytes each): a
+    service that dies and is restarted within a second or two is seen doing it,
+    where two reads a window apart mostly fall between its short lives.
+    Supervisors whose children cannot be read this way are left out."""
+    samples: dict[int, list[frozenset[int]]] = {}
+    for pid in supervisors:
+        first = _children(host, pid)
+        if first is not None:
+            samples[pid] = [first]
+    if not samples:
+        host.sleep(window)
+        return {}
+    n = max(1, round(window / step))
+    for _ in range(n):
+        host.sleep(window / n)
+        for pid in list(samples):
+            kids = _children(host, pid)
+            if kids is not None:
+                samples[pid].append(kids)
+    return samples
+
+
 def _crash_finding(
-    ctx: ProbeContext, t: ProcTable, later: dict[int, StatInfo] | None
+    ctx: ProbeContext, t: ProcTable, later: dict[int, StatInfo] | None,
+    watched: dict[int, list[frozenset[int]]] | None = None,
 ) -> Finding | None:
     sysd = _systemd_loops(ctx, t.uptime)
     sups = [str(s) for s in ctx.opt("supervisors")]
@@ -575,9 +614,24 @@ def _crash_finding(
         rows.extend(sysd[0])
     for s, gone, new in replaced_children(t, later or {}, sups) if later is not None else ():
         rows.append(f"{_row(t, s)}: child {_pids(gone)} replaced by {_pids(new)} during the {ctx.window:g}s window")
+    seen = {s.pid for s, _g, _n in replaced_children(t, later or {}, sups)} if later is not None else set()
+    for pid, samples in sorted((watched or {}).items()):
+        exited, started = child_changes(samples)
+        s = t.get(pid)
+        if s is None or pid in seen or not (exited or started):
+            continue
+        seen.add(pid)
+        both = [p for p in started if p in exited]  # lived less than the window
+        exited = [p for p in exited if p not in both]
+        started = [p for p in started if p not in both]
+        what = [f"child {_pids(x)} {verb}" for x, verb in ((exited, "exited"), (both, "started and exited"),
+                                                           (started, "started")) if x]
+        rows.append(f"{_row(t, s)}: {' and '.join(what)} during the {ctx.window:g}s window")
     young = float(ctx.opt("crash_young_seconds"))
-    for s, c in young_supervised(t, sups, young, max(300.0, 10 * young)):
-        rows.append(f"{_row(t, s)}: supervised child is {fmt_age(t.age(c))} old: {_row(t, c)}")
+    for s, c in young_supervised(t, sups, young, float(ctx.opt("crash_restart_gap_seconds"))):
+        if s.pid not in seen:
+            rows.append(f"{_row(t, s)}: supervised child is {fmt_age(t.age(c))} old, started "
+                        f"{fmt_age((c.starttime - s.starttime) / t.hz)} after its supervisor: {_row(t, c)}")
     looked = sysd is not None or later is not None or any(p.program in sups for p in t.user_procs())
     if not rows and not looked:
         return None
@@ -681,6 +735,9 @@ def _guard(name: str, fn: Callable[[], Any], errors: list[str]) -> Any:
         # "Very young" for a supervised child: runit restarts after 1 s, supervisord backs off a few
         # seconds, so a looping service's child is almost always younger than 30 s.
         "crash_young_seconds": 30.0,
+        # ...and started at least this long after its supervisor: a supervisor starts its service at
+        # once (within a second), so a later start is a restart (runit waits 1 s before restarting).
+        "crash_restart_gap_seconds": 2.0,
         # A process using at least this % of one CPU over the window is pegging a core (top's view).
         "hog_core_percent": 80.0,
         # ...and at least this share of all busy CPU time on the host: "most" of the work.
@@ -717,8 +774,10 @@ def procs(ctx: ProbeContext) -> list[Finding]:
     later: dict[int, StatInfo] | None = None
     events_later: dict[str, int] | None = None
     cpu_after = None
+    watched: dict[int, list[frozenset[int]]] | None = None
     if ctx.window > 0:
-        host.sleep(ctx.window)
+        sups = frozenset(str(x) for x in ctx.opt("supervisors"))
+        watched = watch_supervised(host, [p.pid for p in t.user_procs() if p.program in sups], ctx.window)
         later = read_stats(host)
         cpu_after = parse_cpu_times(host.read_text("/proc/stat"))
         if cgroups:
@@ -730,7 +789,7 @@ def procs(ctx: ProbeContext) -> list[Finding]:
     out.append(_guard("limits", lambda: _limits_finding(ctx, t, cgroups, truncated), errors))
     if cgroups is not None:
         out.append(_guard("fork failures", lambda: _fork_finding(ctx, cgroups, events_later), errors))
-    out.append(_guard("crash loops", lambda: _crash_finding(ctx, t, later), errors))
+    out.append(_guard("crash loops", lambda: _crash_finding(ctx, t, later, watched), errors))
     if later is not None and cpu_after is not None:
         out.append(_guard("cpu hog", lambda: _hog_finding(ctx, t, later, cpu_before, cpu_after), errors))
     found = [f for f in out if f is not None]

@@ -222,32 +222,39 @@ def _base(word: str) -> str:
     return word.rstrip("/").rsplit("/", 1)[-1].rstrip(":")
 
 
-def program_of(argv: tuple[str, ...] | list[str], comm: str = "") -> str:
-    """The program a command line runs (see the module docstring). ``comm`` is
-    the fallback when there is no command line (zombies, some exotic titles)."""
-    words = argv_words(argv)
+def _program_at(words: list[str], comm: str = "") -> tuple[str, int]:
+    """(program, index of the last word that names it) of a command line's words."""
     if not words:
-        return comm
+        return comm, -1
     prog = _base(words[0]) or comm
     if not _INTERPRETER.match(prog):
-        return prog
+        return prog, 0
     i = 1
     while i < len(words):
         w = words[i]
         if w == "-m" and i + 1 < len(words):
-            return words[i + 1]
+            return words[i + 1], i + 1
         if w.startswith("-m") and len(w) > 2 and prog.startswith("python"):
-            return w[2:]
+            return w[2:], i
         if w in _CODE_OPTS:
-            return prog
+            return prog, 0
         if w in _OPT_WITH_VALUE:
             i += 2
             continue
         if w.startswith("-"):
             i += 1
             continue
-        return _base(w) or prog
-    return prog
+        script = _base(w)
+        if script == "__main__.py":  # a package run as a script: what `python -m PACKAGE` runs
+            script = _base(w.rstrip("/").rsplit("/", 1)[0]) if "/" in w else script
+        return script or prog, i
+    return prog, 0
+
+
+def program_of(argv: tuple[str, ...] | list[str], comm: str = "") -> str:
+    """The program a command line runs (see the module docstring). ``comm`` is
+    the fallback when there is no command line (zombies, some exotic titles)."""
+    return _program_at(argv_words(argv), comm)[0]
 
 
 _DIGITS = re.compile(r"\d+")
@@ -261,6 +268,11 @@ def normalise_cmdline(argv: tuple[str, ...] | list[str], comm: str = "", limit: 
         return f"[{comm}]"
     first = words[0]
     head = first.rsplit("/", 1)[-1] if "/" in first and not first.endswith(":") else first
+    prog, at = _program_at(words, comm)
+    if at > 0:
+        # an interpreter's program however it is named (``-m gunicorn``, ``.../gunicorn/__main__.py``,
+        # ``/usr/bin/gunicorn``): a server that re-executes itself names it differently
+        words = [words[0], prog, *words[at + 1 :]]
     text = " ".join([head, *(_DIGITS.sub("N", w) for w in words[1:])])
     return text[:limit]
 
