@@ -99,6 +99,29 @@ def test_healthy_host(tmp_path: Path) -> None:
     assert f.evidence[0].samples[-1].startswith("system: 1200 file handles allocated of fs.file-max 1617234")
 
 
+def test_small_limit_with_almost_nothing_left_is_exhausted(tmp_path: Path) -> None:
+    # ulimit -n 13 on a worker holding 12: 92% of the limit, yet any request that
+    # accepts a connection and opens a file fails with EMFILE.
+    procs = [
+        {"pid": 1, "name": "init", "fdsize": 128, "soft": 1024},
+        {"pid": 500, "name": "gunicorn", "argv": ["python3", "-m", "gunicorn", "app:app"],
+         "fdsize": 64, "soft": 13, "fds": 12},
+        {"pid": 501, "name": "tiny", "fdsize": 64, "soft": 16, "fds": 5},  # small limit, plenty left
+    ]
+    f = _run(_bundle(tmp_path, procs))
+    assert f.state is State.PRESENT
+    ev = f.evidence[0]
+    assert ev.samples[0] == "pid 500 python3 -m gunicorn app:app: 12 open fds of soft limit 13 (92%, 1 left)"
+    assert ev.count == 1
+    assert _run(_bundle(tmp_path, procs), min_free=0).state is State.ABSENT
+
+
+def test_candidates_include_small_limits_within_min_free() -> None:
+    uses = [FdUse(20, "w", 0, fdsize=12, soft=13), FdUse(21, "x", 0, fdsize=10, soft=13)]
+    assert [u.pid for u in fd_candidates(uses, 95.0)] == []
+    assert [u.pid for u in fd_candidates(uses, 95.0, min_free=2)] == [20]
+
+
 def test_system_file_table_full(tmp_path: Path) -> None:
     host = _bundle(tmp_path, [{"pid": 1, "name": "init", "fdsize": 64, "soft": 1024}], "99000\t0\t100000\n")
     f = _run(host)

@@ -10,6 +10,12 @@ large enough to hold ``percent`` of its limit can be near it, so only those
 are counted, the fullest tables first, at most ``max_fd_scans`` of them. The
 evidence says how many were counted and how many could not be read (other
 users' fd directories need root).
+
+A share alone misses small limits: a worker started with ``ulimit -n 16`` that
+holds 14 descriptors sits at 88% between requests, yet every request (one
+accepted socket, one file) fails with EMFILE. So a process with at most
+``min_free`` descriptors left under its soft limit counts as exhausted too,
+whatever the share.
 """
 
 from __future__ import annotations
@@ -41,12 +47,25 @@ class FdUse:
     def percent(self) -> float:
         return 100.0 * (self.open or 0) / self.soft if self.soft > 0 else 0.0
 
+    @property
+    def free(self) -> int:
+        return self.soft - (self.open or 0)
 
-def fd_candidates(uses: list[FdUse], percent: float) -> list[FdUse]:
-    """Processes that *can* be at ``percent`` of their limit: fd table size
-    (an upper bound of open fds) at least that share of the soft limit;
-    fullest first."""
-    cands = [u for u in uses if u.soft > 0 and u.fdsize >= percent / 100.0 * u.soft]
+    def exhausted(self, percent: float, min_free: int) -> bool:
+        """At ``percent`` of the soft limit, or with at most ``min_free`` descriptors left."""
+        return self.open is not None and (self.percent >= percent or self.free <= min_free)
+
+
+def _near(u: FdUse, percent: float, min_free: int) -> float:
+    """The fd table size from which ``u`` can be exhausted: the fewer of the share and
+    the limit less ``min_free``."""
+    return min(percent / 100.0 * u.soft, u.soft - min_free)
+
+
+def fd_candidates(uses: list[FdUse], percent: float, min_free: int = 0) -> list[FdUse]:
+    """Processes that *can* be at ``percent`` of their limit (or within ``min_free`` of
+    it): fd table size (an upper bound of open fds) at least that much; fullest first."""
+    cands = [u for u in uses if u.soft > 0 and u.fdsize >= _near(u, percent, min_free)]
     cands.sort(key=lambda u: (-u.fdsize / u.soft, u.pid))
     return cands
 
@@ -60,7 +79,7 @@ class FdScan:
     vanished: int = 0
 
 
-def read_fd_uses(host: Host, percent: float, max_scans: int, max_pids: int) -> FdScan:
+def read_fd_uses(host: Host, percent: float, max_scans: int, max_pids: int, min_free: int = 0) -> FdScan:
     """Read status and limits of every process, count fds of the candidates."""
     pids = sorted(int(n) for n in host.listdir("/proc") if n.isdigit())[:max_pids]
     uses: list[FdUse] = []
@@ -80,7 +99,7 @@ def read_fd_uses(host: Host, percent: float, max_scans: int, max_pids: int) -> F
         if lim is None or lim.soft is None or lim.soft <= 0:
             continue
         uses.append(FdUse(pid, st.name, st.uid, st.fdsize, lim.soft))
-    cands = fd_candidates(uses, percent)
+    cands = fd_candidates(uses, percent, min_free)
     counted: list[FdUse] = []
     denied: list[int] = []
     for u in cands[:max_scans]:
@@ -113,6 +132,10 @@ def _cmd(host: Host, pid: int) -> str:
         # Open fds at this share of RLIMIT_NOFILE (soft) count as exhausted: at 95% a server that
         # accepts a burst of connections gets EMFILE within the burst.
         "percent": 95.0,
+        # A process with at most this many descriptors left under its soft limit is exhausted
+        # whatever the share: with a small limit (ulimit -n 16), one accepted connection and one
+        # file take the rest.
+        "min_free": 2,
         # Allocated file handles at this share of fs.file-max: the whole system is out (ENFILE).
         "file_max_percent": 95.0,
         # Processes whose fd directory is listed at most (the fullest tables first): listing one
@@ -127,10 +150,11 @@ def fds(ctx: ProbeContext) -> list[Finding]:
     file table (file-nr) against fs.file-max."""
     host = ctx.host
     pct = float(ctx.opt("percent"))
+    min_free = int(ctx.opt("min_free"))
     fpct = float(ctx.opt("file_max_percent"))
     allocated, file_max = parse_file_nr(host.read_text("/proc/sys/fs/file-nr"))
-    scan = read_fd_uses(host, pct, int(ctx.opt("max_fd_scans")), int(ctx.opt("max_pids")))
-    full = sorted((u for u in scan.counted if u.percent >= pct), key=lambda u: (-u.percent, u.pid))
+    scan = read_fd_uses(host, pct, int(ctx.opt("max_fd_scans")), int(ctx.opt("max_pids")), min_free)
+    full = sorted((u for u in scan.counted if u.exhausted(pct, min_free)), key=lambda u: (-u.percent, u.pid))
     system_full = file_max > 0 and allocated >= fpct / 100.0 * file_max
     if not full and not system_full and scan.denied:
         raise PermissionError(
@@ -138,7 +162,8 @@ def fds(ctx: ProbeContext) -> list[Finding]:
             f"(pids {', '.join(map(str, scan.denied[:6]))}): /proc/PID/fd needs root"
         )
     rows = [
-        f"pid {u.pid} {_cmd(host, u.pid) or u.name}: {u.open} open fds of soft limit {u.soft} ({u.percent:.0f}%)"
+        f"pid {u.pid} {_cmd(host, u.pid) or u.name}: {u.open} open fds of soft limit {u.soft} ({u.percent:.0f}%"
+        f"{f', {max(u.free, 0)} left' if u.percent < pct else ''})"
         for u in full[:MAX_SAMPLES]
     ]
     sys_pct = 100.0 * allocated / file_max if file_max > 0 else 0.0
@@ -154,8 +179,8 @@ def fds(ctx: ProbeContext) -> list[Finding]:
     if full:
         top = full[0]
         summary = (
-            f"{len(full)} process(es) at or above {pct:g}% of their open-file limit; pid {top.pid} has "
-            f"{top.open} of {top.soft}. ({note})"
+            f"{len(full)} process(es) at or above {pct:g}% of their open-file limit or with at most {min_free} "
+            f"descriptor(s) left; pid {top.pid} has {top.open} of {top.soft}. ({note})"
         )
         value, threshold = round(top.percent, 1), pct
     elif system_full:
