@@ -30,6 +30,7 @@ from ddx.probes.base import ProbeContext, registry
 from ddx.probes.logfiles import (
     FINDINGS,
     MINED,
+    PERMS,
     TextScan,
     cut_record,
     expand_glob,
@@ -171,7 +172,7 @@ def test_judge_needs_min_count_and_says_why():
     res = {f: p for f, p, _ in judge_signatures([_scan(three)], cutoff=NOW - 3600, sources=["t.log"],
                                                 bytes_read=len(three))}
     assert res["net.connection_resets"] and not res["logs.enospc"]
-    assert set(res) == set(FINDINGS) - {"logs.truncated_lines", *MINED}
+    assert set(res) == set(FINDINGS) - {"logs.truncated_lines", *MINED, PERMS}
 
 
 # --- cut records and stopped logs --------------------------------------------------------------
@@ -413,6 +414,60 @@ def test_permission_denied_for_a_service_running_as_nobody(workdir):
     assert f.state is State.PRESENT
     assert any("[Errno 13] Permission denied" in s for s in f.evidence[0].samples)
     assert found["logs.enospc"].state is State.ABSENT
+
+
+DENIED_RENDERER = r"""
+import logging, sys, time
+logging.basicConfig(filename=sys.argv[1], level=logging.INFO,
+                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+log = logging.getLogger("renderer")
+try:
+    with open(sys.argv[2], "wb") as fh:
+        fh.write(b"page")
+except OSError as exc:
+    log.error("render failed: %s", exc)
+print("done", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.root
+@ROOT_ONLY
+def test_permission_error_checked_against_the_writers_user(workdir):
+    """The path of the error, against the user of the process holding the log open:
+    present while the folder refuses it, absent once the folder is fixed."""
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    setpriv = shutil.which("setpriv")
+    if not python or not setpriv:
+        pytest.skip("needs /usr/bin/python3 and setpriv")
+    cache = workdir / "cache"
+    cache.mkdir()
+    os.chmod(cache, 0o755)  # root's: the service (nobody) cannot create files in it
+    logdir = workdir / "log"
+    logdir.mkdir()
+    os.chown(logdir, 65534, 65534)
+    log = logdir / "app.log"
+    t0 = time.time() - 1
+    p = subprocess.Popen([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c",
+                          DENIED_RENDERER, str(log), str(cache / "page.html")],
+                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "done"
+        f = run_logfiles(LiveHost(), **_own([log], t0))["config.path_permissions_deny_service"]
+        assert f.state is State.PRESENT
+        ev = f.evidence[0]
+        assert ev.summary.startswith(f"nobody (uid 65534, pid {p.pid}), which writes {log}, cannot create files "
+                                     f"in {cache} (owner root:")
+        assert "mode 0755" in ev.summary and "[Errno 13] Permission denied" in ev.samples[0]
+        os.chmod(cache, 0o777)  # fixed: the same error lines, but the path is usable now
+        f = run_logfiles(LiveHost(), **_own([log], t0))["config.path_permissions_deny_service"]
+        assert f.state is State.ABSENT
+        assert f"{cache}/page.html is usable by nobody" in f.evidence[0].summary
+    finally:
+        p.kill()
+        p.wait(timeout=10)
+    # nobody holds the log any more: whose permissions to check is unknown
+    assert "config.path_permissions_deny_service" not in run_logfiles(LiveHost(), **_own([log], t0))
 
 
 EMFILE_WRITER = r"""

@@ -45,6 +45,14 @@ When no log at all can be read the probe raises, so the findings stay unknown.
   O_WRONLY or O_RDWR; the scan is bounded by ``max_procs`` and
   ``max_fd_links``). A log that is merely quiet (nginx's error log on a good
   day) has no steady rate before the silence and does not count.
+
+``config.path_permissions_deny_service``: the paths named in the window's
+permission errors (``ddx.logs.permissions``), checked against the users of the
+processes holding that log open for writing (found as for stopped logs; root
+writers skipped): present when the mode bits of the path or a folder on its way
+refuse it to such a user (the deploy that chowned a cache folder to root),
+absent when every path named is usable by them now, unknown when no path or no
+such writer was found.
 """
 
 from __future__ import annotations
@@ -70,6 +78,7 @@ __all__ = [
     "DEFAULT_LOGS",
     "FINDINGS",
     "LogChunk",
+    "PERMS",
     "SignatureHits",
     "TextScan",
     "collect_logs",
@@ -87,7 +96,8 @@ __all__ = [
 ]
 
 MINED = ("logs.new_error_signature", "logs.error_burst")  # from template mining (ddx.logs)
-FINDINGS: tuple[str, ...] = (*signature_findings(), "logs.truncated_lines", *MINED)
+PERMS = "config.path_permissions_deny_service"  # permission errors checked against the file system
+FINDINGS: tuple[str, ...] = (*signature_findings(), "logs.truncated_lines", *MINED, PERMS)
 
 DEFAULT_LOGS: tuple[str, ...] = (
     "/var/log/syslog",
@@ -753,9 +763,116 @@ def logfiles(ctx: ProbeContext) -> list[Finding]:
                             failed=read.failed)]
     present, ev = _truncation(ctx, read)
     out.append(ctx.finding("logs.truncated_lines", present, *ev))
+    perms = _permission_check(ctx, read)
+    if perms is not None:
+        out.append(ctx.finding(PERMS, *perms))
     incident = since if since > 0 else now - float(ctx.opt("incident_minutes")) * 60.0
     out.extend(mined_findings(ctx, read, incident_start=incident, max_lines=int(ctx.opt("mine_max_lines"))))
     return out
+
+
+MAX_DENIED_PATHS = 6  # paths from permission errors checked at most
+
+
+def _writer_pids(who: Sequence[str]) -> list[int]:
+    """The pids of ``open_writers`` labels (``comm[pid]``)."""
+    out = []
+    for w in who:
+        m = re.search(r"\[(\d+)\]", w)
+        if m:
+            out.append(int(m.group(1)))
+    return out
+
+
+def _permission_check(ctx: ProbeContext, read: LogRead) -> tuple[bool, Evidence] | None:
+    """config.path_permissions_deny_service: the paths named in the window's permission
+    errors, checked against the users of the processes that write those logs (what an
+    SRE does with ``namei -l`` and ``sudo -u USER test -w``). Present when the mode bits
+    refuse a path to such a user; absent when every path named is usable by them now;
+    None (unknown) when nothing could be checked: no such error, no path in it, or
+    no process (other than root) holding the log open."""
+    from ddx.logs.permissions import access_problem, ancestors, denied_path, parse_creds, parse_names
+
+    host = ctx.host
+    paths: dict[str, list[tuple[str, str]]] = {}  # log -> [(path, line)]
+    for scan in read.scans:
+        for h in scan.hits:
+            if h.signature.finding != "logs.permission_denied":
+                continue
+            for line in reversed(h.samples):  # the newest first
+                path = denied_path(line)
+                if path and all(path != p for p, _l in paths.get(h.source, [])):
+                    paths.setdefault(h.source, []).append((path, line))
+    logs = [p for p in paths if p.startswith("/")]
+    if not logs:
+        return None
+    try:
+        writers = open_writers(host, logs, max_procs=int(ctx.opt("max_procs")), max_links=int(ctx.opt("max_fd_links")))
+    except (OSError, LookupError, TimeoutError):
+        return None
+    users: dict[int, str] = {}
+    groups: dict[int, str] = {}
+    for f, table in (("/etc/passwd", users), ("/etc/group", groups)):
+        try:
+            table.update(parse_names(host.read_text(f, max_bytes=1 << 20)))
+        except (OSError, LookupError, TimeoutError):
+            pass
+    stats: dict[str, object] = {}
+
+    def stat(p: str) -> object:
+        if p not in stats:
+            try:
+                stats[p] = host.stat(p)
+            except FileNotFoundError:
+                stats[p] = None
+            except (OSError, LookupError, TimeoutError):
+                stats[p] = "?"
+        return stats[p]
+
+    problems: dict[str, Evidence] = {}  # one per refusal: many temp files in one folder are one problem
+    fine: list[str] = []
+    checked = 0
+    for log in logs:
+        creds = {}
+        for pid in _writer_pids(writers.get(log, [])):
+            try:
+                c = parse_creds(host.read_text(f"/proc/{pid}/status", max_bytes=16384))
+            except (OSError, LookupError, TimeoutError, ValueError):
+                continue
+            if c.uid != 0:
+                creds.setdefault(c, []).append(pid)
+        for path, line in paths[log]:
+            if checked >= MAX_DENIED_PATHS or not creds:
+                break
+            chain = {p: stat(p) for p in [*ancestors(path), path]}
+            if any(v == "?" for v in chain.values()):
+                continue
+            checked += 1
+            for c, pids in creds.items():
+                why = access_problem(path, chain, c, users=users, groups=groups)  # type: ignore[arg-type]
+                who = f"{users.get(c.uid, f'uid {c.uid}')} (uid {c.uid}, pid {', '.join(map(str, pids[:3]))})"
+                if why and f"{c}{why}" not in problems:
+                    problems[f"{c}{why}"] = Evidence(
+                        source=log,
+                        summary=f"{who}, which writes {log}, {why}",
+                        samples=(_sample(line),),
+                    )
+                else:
+                    fine.append(f"{path} is usable by {who}")
+    if problems:
+        found = list(problems.values())
+        return True, found[0] if len(found) == 1 else Evidence(
+            source=found[0].source,
+            summary=f"{len(found)} refusals of paths named in permission errors; first: {found[0].summary}",
+            samples=tuple(e.summary for e in found[:5]),
+            count=len(found))
+    if fine:
+        return False, Evidence(
+            source=", ".join(logs[:3]),
+            summary="the paths named in permission errors are usable now by the users writing those logs "
+                    f"(by their mode bits; ACLs, SELinux or AppArmor are not judged): {'; '.join(fine[:3])}",
+        )
+    return None
 
 
 def mined_findings(ctx: ProbeContext, read: LogRead, *, incident_start: float, max_lines: int) -> list[Finding]:
