@@ -35,6 +35,8 @@ except ImportError:  # the drill checks for python3-psycopg2 before it starts
 
 _db = None
 _cache = {}
+# What a real app's worker holds from its start (loaded models, warmed caches): touched, so resident.
+_resident = b"\1" * (int(CONFIG.get("worker_memory_mb", 0)) << 20)
 
 
 def _database():
@@ -102,8 +104,16 @@ def write_atomic(folder, name, data):
     os.replace(tmp, os.path.join(folder, name))
 
 
+def _render(cpu_ms):
+    """Template rendering and serialisation: CPU time a real page costs (``page_cpu_ms``)."""
+    end = time.thread_time() + cpu_ms / 1000.0
+    while time.thread_time() < end:
+        zlib.crc32(b"x" * 4096)
+
+
 def page(environ):
     n = random.randrange(CONFIG.get("pages", 50))
+    _render(CONFIG.get("page_cpu_ms", 0))
     session = "sess_%08x" % random.getrandbits(32)
     write_atomic(CONFIG["sessions_dir"], session, b"user=%d;t=%f" % (n, time.time()))
     # sessions expire: keep the folder to a steady size, as a session GC would

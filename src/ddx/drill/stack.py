@@ -90,6 +90,7 @@ class StackOptions:
     load_clients: int = 4
     cache_size: str = "16m"
     session_inodes: int = 4096
+    supervisor: str = ""  # "runit": the app server runs under runsv, which restarts it when it exits
     extra_nginx_http: str = ""
     app_settings: dict[str, Any] = field(default_factory=dict)
 
@@ -146,6 +147,11 @@ class Stack:
         return self.dir / "memcached" / "memcached.log"
 
     @property
+    def pidfile(self) -> Path:
+        """The app server's pid file: under the sandbox's run folder, as /run on a host."""
+        return self.dir / "run" / "gunicorn.pid"
+
+    @property
     def gunicorn_log(self) -> Path:
         return self.dir / "app" / "log" / "gunicorn.log"
 
@@ -173,10 +179,28 @@ class Stack:
         self._start_memcached(deadline)
         self._start_app(deadline)
         self._start_nginx(deadline)
+        self.settle_config()
         self.write_ddx_config()
         self._start_load()
         self.wait_healthy(deadline)
         return self
+
+    def settle_config(self, age: float = 3600.0) -> None:
+        """Date the stack's configuration back by ``age`` seconds. The stack stands in for
+        one that has served for a while: its settings were not written seconds before the
+        fault, and a scenario's own edits (a deploy, a drifted setting) stand out as they
+        would on a real host. Only the sandbox's own nginx and app folders; logs, caches
+        and session folders (other mounts) are left alone."""
+        t = self.started_at - age
+        for top in (self.dir / "nginx", self.dir / "app"):
+            dev = top.stat().st_dev
+            for root, dirs, files in os.walk(top):
+                dirs[:] = [d for d in dirs if d not in ("log", "logs")
+                           and os.lstat(os.path.join(root, d)).st_dev == dev]
+                for name in files:
+                    with contextlib.suppress(OSError):
+                        os.utime(os.path.join(root, name), (t, t), follow_symlinks=False)
+                os.utime(root, (t, t))
 
     def _wait_port(self, name: str, deadline: float) -> None:
         port = self.ports[name]
@@ -282,16 +306,38 @@ class Stack:
         for log in (self.app_log, self.gunicorn_log):
             log.touch()
             shutil.chown(log, APP_USER, _gid(APP_USER))
-        self.procs["app"] = self.sb.spawn(self.gunicorn_argv(self.ports["app"]), log=self.gunicorn_log, cwd=app,
-                                          env={"DRILL_APP_CONFIG": str(self.app_config)})
+        self.sb.path("run")
+        if self.opt.supervisor == "runit":
+            self.procs["app"] = self._start_runsv()
+        elif self.opt.supervisor:
+            raise SandboxError(f"unknown supervisor {self.opt.supervisor!r} (known: runit)")
+        else:
+            self.procs["app"] = self.sb.spawn(self.gunicorn_argv(self.ports["app"]), log=self.gunicorn_log, cwd=app,
+                                              env={"DRILL_APP_CONFIG": str(self.app_config)})
         self._wait_port("app", deadline)
+
+    def _start_runsv(self) -> subprocess.Popen[bytes]:
+        """The app server as a runit service: runsv runs ``service/app/run`` and starts it
+        again a second after it exits, as on a host supervised by runit."""
+        runsv = shutil.which("runsv")
+        if runsv is None:
+            raise SandboxError("supervisor runit asked for, but runsv is not installed (apt-get install runit)")
+        svc = self.sb.path("service", "app")
+        argv = " ".join(self.gunicorn_argv(self.ports["app"]))
+        run = svc / "run"
+        run.write_text("#!/bin/sh\n"
+                       f"echo \"$(date '+%F %T') runsv: starting app\" >> {self.gunicorn_log}\n"
+                       f"cd {self.dir / 'app'}\n"
+                       f"exec env DRILL_APP_CONFIG={self.app_config} {argv} >> {self.gunicorn_log} 2>&1\n")
+        os.chmod(run, 0o755)
+        return self.sb.spawn([runsv, str(svc)], log=self.dir / "run" / "runsv.log")
 
     def gunicorn_argv(self, port: int, *, workers: int | None = None, module: str = "drillapp:app",
                       pidfile: Path | None = None) -> list[str]:
         app = self.dir / "app"
         return [SYSTEM_PYTHON, "-m", "gunicorn", "--workers", str(workers or self.opt.workers),
                 "--bind", f"127.0.0.1:{port}", "--backlog", str(self.opt.backlog), "--timeout", "30",
-                "--graceful-timeout", "5", "--chdir", str(app), "--pid", str(pidfile or app / "gunicorn.pid"),
+                "--graceful-timeout", "5", "--chdir", str(app), "--pid", str(pidfile or self.pidfile),
                 "--user", APP_USER, "--group", _group_name(APP_USER), "--name", f"drill-{self.dir.name}",
                 module]
 
@@ -368,7 +414,8 @@ http {{
         d.mkdir(exist_ok=True)
         csr = d / "site.csr"
         subprocess.run(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                        "-out", str(csr), "-subj", "/CN=127.0.0.1"], check=True, capture_output=True, timeout=30)
+                        "-out", str(csr), "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, capture_output=True, timeout=30)
         (d / "index.txt").write_text("")
         (d / "serial").write_text("01\n")
         conf = d / "ca.cnf"
@@ -381,6 +428,7 @@ new_certs_dir = {d}
 default_md = sha256
 policy = any
 unique_subject = no
+copy_extensions = copy
 [ any ]
 commonName = supplied
 """)
@@ -481,7 +529,7 @@ discover = false
     # --- helpers for scenarios -----------------------------------------------------------
 
     def gunicorn_master(self) -> int:
-        return int((self.dir / "app" / "gunicorn.pid").read_text().split()[0])
+        return int(self.pidfile.read_text().split()[0])
 
     def gunicorn_workers(self, master: int | None = None) -> list[int]:
         master = master or self.gunicorn_master()
