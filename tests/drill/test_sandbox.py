@@ -195,3 +195,20 @@ def test_sigterm_during_a_run_removes_the_stack(drill_root: Path, drill_ready: N
     assert p.returncode == 130, err
     assert "interrupted; the sandbox was removed" in err
     _assert_gone(manifest, folder, manifest["pgroups"])
+
+
+def test_clean_names_one_kept_sandbox_and_leaves_the_others(drill_root: Path) -> None:
+    kept = []
+    for _ in range(2):
+        sb = Sandbox("kept")
+        sb.mount_tmpfs(sb.dir / "data", "1m")
+        assert sb.close(keep=True) == []
+        kept.append(sb.dir)
+    a, b = kept
+    with pytest.raises(SandboxError, match="not a drill sandbox"):
+        sbmod.clean_stale(only=["no-such-sandbox"])
+    done = sbmod.clean_stale(only=[a.name])
+    assert [d for d, _p in done] == [a]
+    assert not a.exists() and b.exists() and _mounted(str(b / "data"))
+    done = sbmod.clean_stale(only=[str(b)])
+    assert [d for d, _p in done] == [b] and not b.exists()

@@ -32,6 +32,7 @@ EXAMPLES = """\
   ddx drill run all --allow-host-effects     every scenario
   ddx drill run process-leak --keep          leave the broken stack for inspection
   ddx drill clean                            remove sandboxes left by --keep or a crash
+  ddx drill clean process-leak-ab12cd34      remove one of them
 """
 
 
@@ -39,7 +40,8 @@ def register(sub: Any) -> None:
     p = add_command(sub, "drill", help="inject real faults into a sandbox stack and score the diagnosis",
                     description=DESCRIPTION, examples=EXAMPLES, func=run)
     p.add_argument("action", choices=("list", "run", "clean"), help="list the scenarios, run some, or clean up")
-    p.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenario names for `run` ('all' for every one)")
+    p.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenario names for `run` ('all' for every one); "
+                   "sandbox folders for `clean` (default: every one whose drill has ended)")
     p.add_argument("--keep", action="store_true", help="leave the broken stack running for inspection")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--budget", type=float, default=30.0, metavar="S",
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         return _list(scenarios, args.json)
     if args.action == "clean":
-        return _clean(args.clean_all)
+        return _clean(args.clean_all, args.scenarios)
     names = list(scenarios) if args.scenarios == ["all"] else args.scenarios
     if not names:
         raise UsageError("ddx drill run: name at least one scenario (see `ddx drill list`), or 'all'")
@@ -103,10 +105,13 @@ def _list(scenarios: dict[str, Any], as_json: bool) -> int:
     return 0
 
 
-def _clean(include_live: bool) -> int:
-    from ddx.drill.sandbox import DRILL_ROOT, clean_stale
+def _clean(include_live: bool, only: list[str]) -> int:
+    from ddx.drill.sandbox import DRILL_ROOT, SandboxError, clean_stale
 
-    done = clean_stale(include_live=include_live)
+    try:
+        done = clean_stale(include_live=include_live or bool(only), only=only)
+    except SandboxError as e:
+        raise UsageError(str(e)) from None
     if not done:
         print(f"nothing to clean under {DRILL_ROOT}")
     bad = 0

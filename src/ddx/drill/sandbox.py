@@ -26,7 +26,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -338,11 +338,25 @@ def sandboxes() -> Iterator[tuple[Path, Manifest | None]]:
             yield d, None
 
 
-def clean_stale(include_live: bool = False) -> list[tuple[Path, list[str]]]:
+def clean_stale(include_live: bool = False, only: Iterable[str] = ()) -> list[tuple[Path, list[str]]]:
     """Tear down sandboxes whose drill process is gone (all of them with
-    ``include_live``: those kept with --keep). Returns (folder, problems)."""
+    ``include_live``: those kept with --keep). ``only``: just these sandboxes,
+    by folder name or path under DRILL_ROOT (SandboxError naming any that is not
+    one). Returns (folder, problems)."""
+    wanted: set[Path] | None = None
+    if only:
+        known = {d.resolve(): d for d, _m in sandboxes()}
+        wanted = set()
+        for name in only:
+            p = Path(name) if "/" in name else DRILL_ROOT / name
+            if p.resolve() not in known:
+                raise SandboxError(f"{name}: not a drill sandbox (they are folders under {DRILL_ROOT}; "
+                                   "see `ls " + str(DRILL_ROOT) + "`)")
+            wanted.add(known[p.resolve()])
     done = []
     for d, m in sandboxes():
+        if wanted is not None and d not in wanted:
+            continue
         if m is None:
             if not _any_mount_under(d):
                 shutil.rmtree(d, ignore_errors=True)
