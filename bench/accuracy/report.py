@@ -69,8 +69,6 @@ def render_scenarios(scenarios: Iterable[Any]) -> str:
         notes = []
         if s.host_effects:
             notes.append(f"host effects (needs `--allow-host-effects`): {s.host_effects}")
-        if "ci" in s.tags:
-            notes.append("in the CI drill suite")
         expected = f"`{s.expected}`" if s.expected else "nothing above 50% (control)"
         lines.append(f"| `{s.name}` | {expected} | {_cell(s.summary)} | {_cell('; '.join(notes))} |")
     return "\n".join(lines)

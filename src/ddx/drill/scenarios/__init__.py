@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ddx.drill.stack import Stack, StackOptions
 
@@ -33,7 +33,6 @@ class Scenario:
     needs: Callable[[], list[str]] | None = None  # extra preconditions: what is missing, with how to get it
     host_effects: str = ""  # non-empty: what the fault leaves outside the sandbox (needs --allow-host-effects)
     config: str = ""  # extra ddx.toml lines for this scenario's diagnosis
-    tags: tuple[str, ...] = field(default_factory=tuple)  # "ci": part of the test suite's drill run
 
 
 _REGISTRY: dict[str, Scenario] = {}

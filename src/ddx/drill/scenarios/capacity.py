@@ -222,7 +222,6 @@ register(Scenario(
             "orphans, three per deploy, until the stack's memory limit is nearly used up",
     inject=_leak_workers,
     prepare=_leak_prepare,
-    tags=("ci",),
 ))
 
 
@@ -356,7 +355,6 @@ register(Scenario(
             "queue overflows and nginx answers 504 while the host idles",
     inject=_burst,
     prepare=_small_pool,
-    tags=("ci",),
 ))
 
 

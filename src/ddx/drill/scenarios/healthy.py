@@ -18,5 +18,4 @@ register(Scenario(
     expected="",
     summary="nothing is broken: the stack serves its ordinary load (control run; no cause may rank above 50%)",
     inject=_nothing,
-    tags=("ci",),
 ))

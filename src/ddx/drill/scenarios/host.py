@@ -53,7 +53,6 @@ register(Scenario(
     expected="disk-full",
     summary="a runaway export fills the app's cache tmpfs; page renders fail with ENOSPC",
     inject=_fill_cache,
-    tags=("ci",),
 ))
 
 
