@@ -24,6 +24,28 @@ def test_list_names_every_scenario_with_its_expected_cause() -> None:
         assert s["expected"] is None or s["expected"] in kb.conditions, s
 
 
+def test_scenario_order_follows_the_module_list_whatever_is_imported_first() -> None:
+    """A test importing one scenario module directly (for a helper) must not reorder
+    `ddx drill list` or the generated table in docs/drill.md."""
+    import subprocess
+    import sys
+
+    from ddx.drill.scenarios import SCENARIO_MODULES
+
+    code = ("import importlib, json, sys\n"
+            "for m in sys.argv[1:]: importlib.import_module('ddx.drill.scenarios.' + m)\n"
+            "from ddx.drill.scenarios import all_scenarios\n"
+            "print(json.dumps([(s.name, s.inject.__module__.rpartition('.')[2]) for s in all_scenarios().values()]))")
+    orders = []
+    for first in (list(SCENARIO_MODULES), list(reversed(SCENARIO_MODULES))):
+        r = subprocess.run([sys.executable, "-c", code, *first], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        orders.append(json.loads(r.stdout))
+    assert orders[0] == orders[1]
+    modules = [m for _, m in orders[0]]
+    assert modules == sorted(modules, key=SCENARIO_MODULES.index)  # grouped in the list's order
+
+
 @pytest.mark.parametrize(("args", "words"), [
     (["run"], "name at least one scenario"),
     (["run", "disk-ful"], "unknown scenario(s): disk-ful"),

@@ -45,11 +45,19 @@ def register(s: Scenario) -> Scenario:
     return s
 
 
+def _module_rank(s: Scenario) -> int:
+    mod = getattr(s.inject, "__module__", "").rpartition(".")[2]
+    return SCENARIO_MODULES.index(mod) if mod in SCENARIO_MODULES else len(SCENARIO_MODULES)
+
+
 def all_scenarios() -> dict[str, Scenario]:
+    """Every scenario, in the order of SCENARIO_MODULES and, within a module, of
+    registration, whichever module happened to be imported first."""
     for mod in SCENARIO_MODULES:
         try:
             importlib.import_module(f"ddx.drill.scenarios.{mod}")
         except ModuleNotFoundError as exc:  # a scenario module not written yet
             if exc.name != f"ddx.drill.scenarios.{mod}":
                 raise
-    return dict(_REGISTRY)
+    ordered = sorted(enumerate(_REGISTRY.values()), key=lambda kv: (_module_rank(kv[1]), kv[0]))
+    return {s.name: s for _, s in ordered}
