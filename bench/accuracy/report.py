@@ -217,7 +217,7 @@ def _row(r: dict[str, Any]) -> str:
         if vv["first_naming"]:
             named += f" ({_secs(_median(vv['first_naming']))})"
         if r["expected"] and vv["carried_names"]:
-            named += " (already firing)" if vv["n"] == 1 else f" (+{vv['carried_names']} already firing)"
+            named += " (already active)" if vv["n"] == 1 else f" (+{vv['carried_names']} already active)"
         cells.append(named)
     if r["errors"]:
         cells[0] += " ⚠"
@@ -248,8 +248,9 @@ def render_accuracy(data: dict[str, Any]) -> str:
         f"An alert counts when it was pending or firing at any time between the injection and the end of the "
         f"budget (Prometheus gets the whole budget, also when ddx was right sooner); \"names cause\": a firing "
         f"alert that names the expected condition (table in `bench/accuracy/alertmap.py`). Alerts already "
-        f"active at the injection (left by an earlier scenario: `HostOomKillDetected` looks back 30 min) "
-        f"count neither way (\"already firing\" when one of them names the cause); results.json lists them. Prometheus collected for {mon.get('warmup_s', 0):g} s "
+        f"active (pending or firing) at the injection count neither way (\"already active\" when one of them "
+        f"names the cause): an earlier scenario's (`HostOomKillDetected` looks back 30 min), or the scenario's "
+        f"own stack's before its fault; results.json lists them. Prometheus collected for {mon.get('warmup_s', 0):g} s "
         f"before the first scenario, so rules over long windows (`[1d]`, `[3h]`, `[1w]`) see only the run's "
         f"history: a production server would have days of it. Likewise each scenario's stack mounts fresh "
         f"tmpfs folders seconds before the injection: `predict_linear` rules (`Host*MayFillIn24Hours`) "
@@ -292,7 +293,7 @@ def render_accuracy(data: dict[str, Any]) -> str:
         lines.append(
             f"alerts ({label}): a firing alert named the cause in {_pct(tv['names'], tv['n'])} fault-scenario runs"
             + (f", first after a median {_secs(tv['median_first_naming'])}" if tv["median_first_naming"] is not None else "")
-            + (f" (in {tv['carried_names']} more, one naming it was already firing from an earlier scenario)"
+            + (f" (in {tv['carried_names']} more, one naming it was already active at the injection)"
                if tv["carried_names"] else "")
             + (f"; {tv['alerts_per_fault_run']:.1f} alerts fired per run" if tv["alerts_per_fault_run"] is not None else "")
             + (f"; false alarms in the healthy control: {_alerts(fa, tv['control_runs'])}" if tv["control_runs"] else ""))

@@ -257,13 +257,13 @@ def test_render_accuracy_rows_and_totals() -> None:
     assert "0.5 s" in rows["disk-full"] and "33 MiB" in rows["disk-full"]  # median CPU, max RSS
     assert "quiet" in rows["healthy"] and "NOT" not in rows["healthy"]
     assert "not run: missing /dev/kmsg" in rows["hardware-fault"]
-    assert rows["memory-exhaustion"].endswith("| no | — | no (already firing) |")
+    assert rows["memory-exhaustion"].endswith("| no | — | no (already active) |")
     assert "top-1 right: 2/3 (67%)" in md and "top-3 right: 3/3 (100%)" in md
     assert "median time from injection to a correct top-1: 4.0 s" in md and "1 run(s) never right" in md
     assert "healthy control quiet: 1/1 (100%) runs" in md
     assert "false alarms in the healthy control: HostHighCpuLoad" in md
     assert "a firing alert named the cause in 1/3 (33%)" in md and "a firing alert named the cause in 0/3 (0%)" in md
-    assert "(in 1 more, one naming it was already firing from an earlier scenario)" in md
+    assert "(in 1 more, one naming it was already active at the injection)" in md
     assert "not run: hardware-fault" in md
     assert "`HostEdacCorrectableErrorsDetected` (node_edac_correctable_errors_total)" in md
     tot = report.totals(report.aggregate(data["results"]))
