@@ -55,7 +55,8 @@ class Finding:
     """One finding id in one state, with who said so and why.
 
     ``source`` names the origin: ``probe:disk``, ``case:FILE``, ``cli`` (a
-    person's --saw/--ruled-out), ``check:ID``.
+    person's --saw/--ruled-out), ``check:ID``. The first evidence item is the one
+    that decided the state (the terminal report shows it alone); the rest adds context.
     """
 
     id: str

@@ -365,6 +365,8 @@ def _available_finding(ctx: ProbeContext, host_low: tuple[bool, Evidence], cgrou
     evs = [host_low[1]]
     if cgroups:
         evs.append(_cgroups_evidence(cgroups, tight, thr, truncated))
+    if tight and not host_low[0]:  # what made it present comes first: the host has plenty
+        evs.reverse()
     return ctx.finding("memory.available_low", host_low[0] or bool(tight), *evs)
 
 
