@@ -205,6 +205,42 @@ def test_all_answer_is_absent_and_bad_input(tmp_path: Path, servers: Servers) ->
     assert status == "failed" and "paths" in reason and "relative/.env" in reason
 
 
+def test_a_listener_with_a_full_accept_queue_is_saturated_not_missing(tmp_path: Path) -> None:
+    """A server that listens but does not accept (every worker busy): its accept queue
+    fills, the kernel drops further SYNs and a connect times out. The address is there,
+    so it is not drift; a port nothing listens on still is."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)  # the queue holds one connection; nothing ever accepts
+    port = lsock.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", port))
+            fillers.append(c)
+        time.sleep(0.2)
+        assert not tcp_check("127.0.0.1", port, timeout=0.3).ok  # the fault is real
+        dead = closed_port()
+        env = tmp_path / "app.env"
+        env.write_text(f"BACKEND_URL=http://127.0.0.1:{port}/\nCACHE=127.0.0.1:{dead}\n")
+        status, f, reason = run_drift({"paths": [str(env)], "connect_timeout": 0.5})
+        assert status == "ok", reason
+        ev = f["config.references_unreachable_endpoint"].evidence[0]
+        assert ev.value == 1 and f"127.0.0.1:{dead}: connection refused" in ev.samples[0]
+        assert f"listens on it (a full accept queue" in ev.summary and f"127.0.0.1:{port}" in ev.summary
+        env.write_text(f"BACKEND_URL=http://127.0.0.1:{port}/\n")
+        status, f, reason = run_drift({"paths": [str(env)], "connect_timeout": 0.5})
+        fd = f["config.references_unreachable_endpoint"]
+        assert fd.state is State.ABSENT, fd.evidence[0].summary
+        assert "timed out, listening here" in fd.evidence[0].samples[0]
+    finally:
+        for c in fillers:
+            c.close()
+        lsock.close()
+
+
 def test_unresolvable_name(tmp_path: Path) -> None:
     env = tmp_path / "app.env"
     env.write_text("CACHE_URL=memcached://cache-1.invalid:11211\n")

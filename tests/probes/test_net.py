@@ -193,6 +193,18 @@ def test_retransmit_ratio() -> None:
     assert strict["net.retransmits_high"][0] is True  # options override the defaults
 
 
+def test_syn_retransmits_of_connects_this_hosts_full_queue_dropped_are_not_network_loss() -> None:
+    # A local client retries SYNs that its own host's full accept queue dropped.
+    local = _by_id(judge(_sample(0.0), _sample(1.0, tcp={"OutSegs": 800, "RetransSegs": 43},
+                                                 ext={"TCPSynRetrans": 40, "ListenDrops": 104}), {}))
+    present, ev = local["net.retransmits_high"]
+    assert not present and ev.value == 0.38 and "40 of them retry handshakes" in ev.summary
+    # SYNs lost on the way out while nothing here drops: the network's.
+    remote = _by_id(judge(_sample(0.0), _sample(1.0, tcp={"OutSegs": 800, "RetransSegs": 43},
+                                                  ext={"TCPSynRetrans": 40}), {}))
+    assert remote["net.retransmits_high"][0] is True
+
+
 def test_packet_loss_per_interface() -> None:
     a = {"eth0": IfCounters(1000, 0, 0, 0, 1000, 0, 0, 0), "eth1": IfCounters(0, 0, 0, 0, 0, 0, 0, 0)}
     b = {"eth0": IfCounters(2000, 10, 30, 0, 2000, 0, 0, 0), "eth1": IfCounters(5, 0, 0, 0, 5, 0, 0, 0)}

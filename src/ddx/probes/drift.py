@@ -34,6 +34,7 @@ fails there with "not recorded" and its findings stay unknown.
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import posixpath
 import re
 import socket
@@ -51,6 +52,7 @@ from ddx.probes.endpoints import (
     parse_settings,
     without_upstream_names,
 )
+from ddx.probes.net import listening_sockets
 from ddx.probes.proctable import clk_tck, fmt_age, parse_stat, parse_uptime
 
 __all__ = [
@@ -437,10 +439,40 @@ def drift(ctx: ProbeContext) -> list[Finding]:
     for job, res in zip(jobs, results):
         checks[job] = res if isinstance(res, Check) else Check(False, f"check failed: {res}")
 
-    out = [_drift_finding(ctx, files, by_addr, addrs, checks, skipped)]
+    timed_out = [a for a in addrs if checks[("tcp", a)].error.startswith("timed out")]
+    busy = _listening_here(ctx.host, {a: checks[("tcp", a)] for a in timed_out}) if timed_out else {}
+    out = [_drift_finding(ctx, files, by_addr, addrs, checks, skipped, busy)]
     if pools and backends:
         out.extend(_backend_findings(ctx, files, pools, checks, health))
     return out
+
+
+def _listening_here(host: Host, timed_out: dict[tuple[str, int], Check]) -> dict[tuple[str, int], str]:
+    """Of the addresses whose connect timed out, those on this host's loopback with a
+    socket listening on them: the server is there, its accept queue full (the kernel drops
+    the SYN), so the address is saturated, not gone. -> address -> the listener's queue."""
+    local = {a: chk.ip for a, chk in timed_out.items() if _is_loopback(chk.ip or a[0])}
+    if not local:
+        return {}
+    try:
+        listeners, _ = listening_sockets(host)
+    except (OSError, LookupError, TimeoutError):
+        return {}
+    out: dict[tuple[str, int], str] = {}
+    for (h, p), ip in local.items():
+        for ln in listeners:
+            addr = ln.local.rpartition(":")[0].strip("[]").split("%")[0]
+            if ln.port == p and addr in ("*", "0.0.0.0", "::", ip or h):
+                out[(h, p)] = ln.describe()
+                break
+    return out
+
+
+def _is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return ip == "localhost"
 
 
 def _drift_finding(
@@ -450,14 +482,22 @@ def _drift_finding(
     addrs: list[tuple[str, int]],
     checks: dict[tuple[str, tuple[str, int]], Check],
     skipped: int,
+    busy: dict[tuple[str, int], str],
 ) -> Finding:
-    dead = [(a, checks[("tcp", a)]) for a in addrs if not checks[("tcp", a)].ok]
+    """Present when an address named in the configuration does not answer. One that
+    timed out while a socket on this host listens on it is a saturated server (the net
+    and pools probes judge it), not drift: noted, not counted."""
+    dead = [(a, checks[("tcp", a)]) for a in addrs if not checks[("tcp", a)].ok and a not in busy]
     rows = []
     for (h, p), chk in dead:
         eps = by_addr[(h, p)]
         dns = " (a DNS symptom too)" if chk.error.startswith("does not resolve") else ""
         rows.append(f"{eps[0].address}: {chk.error}{dns} <- {_places(eps)}")
     notes = []
+    if busy:
+        first = next(iter(busy))
+        notes.append(f"{len(busy)} timed out while a socket on this host listens on it (a full accept queue: "
+                     f"saturated, not missing): {by_addr[first][0].address}, {busy[first]}")
     if skipped:
         notes.append(f"{skipped} more address(es) not checked (max_endpoints)")
     if files.errors:
@@ -471,8 +511,11 @@ def _drift_finding(
         )
         samples = tuple(rows[:MAX_SAMPLES])
     else:
-        summary = f"All {len(addrs)} address(es) named in {len(files.read)} configuration file(s) answer.{note}"
-        samples = tuple(f"{by_addr[a][0].address}: ok <- {_places(by_addr[a], 1)}" for a in addrs[:MAX_SAMPLES])
+        answer = "answer" if not busy else "are served here or answer"
+        summary = f"All {len(addrs)} address(es) named in {len(files.read)} configuration file(s) {answer}.{note}"
+        samples = tuple(
+            f"{by_addr[a][0].address}: " + (f"timed out, listening here ({busy[a]})" if a in busy else "ok")
+            + f" <- {_places(by_addr[a], 1)}" for a in addrs[:MAX_SAMPLES])
     ev = Evidence(
         source or "configuration",
         summary,

@@ -14,7 +14,9 @@ What the counters can and cannot say:
   per network namespace and do not name the port; ``ss`` does.
 - ``net.connection_resets``: Tcp EstabResets (established connections closed
   by a reset, sent or received) rising faster than ``resets_per_s``.
-- ``net.retransmits_high``: RetransSegs / OutSegs over the window.
+- ``net.retransmits_high``: RetransSegs / OutSegs over the window, less the SYN and
+  SYN-ACK retransmits that retry handshakes this host's own full accept queues
+  dropped (ListenDrops): that is saturation here, not a lossy network.
 - ``net.packet_loss``: interface drop, error and FIFO-overrun counters against
   the packets that went through, per interface, loopback excluded.
 - ``net.connections_refused`` is not declared: a refused connect() shows as
@@ -41,6 +43,7 @@ __all__ = [
     "Listener",
     "NetSample",
     "judge",
+    "listening_sockets",
     "net",
     "parse_counters",
     "parse_net_dev",
@@ -224,7 +227,9 @@ class NetSample:
     listeners_source: str = ""
 
 
-def _listeners(host: Host) -> tuple[tuple[Listener, ...], str]:
+def listening_sockets(host: Host) -> tuple[tuple[Listener, ...], str]:
+    """This host's listening TCP sockets with their accept queues, and what was read:
+    ``ss -ltn`` (which shows the backlog too), else ``/proc/net/tcp{,6}``."""
     try:
         r = host.run(["ss", "-ltn"], timeout=SS_TIMEOUT)
         if r.returncode == 0:
@@ -257,7 +262,7 @@ def take_sample(host: Host) -> NetSample:
         interfaces = parse_net_dev(host.read_text("/proc/net/dev"))
     except FileNotFoundError:
         interfaces = {}
-    listeners, src = _listeners(host)
+    listeners, src = listening_sockets(host)
     return NetSample(host.time(), counters, interfaces, listeners, src)
 
 
@@ -343,13 +348,20 @@ def judge(a: NetSample, b: NetSample, options: Mapping[str, Any]) -> list[tuple[
     retrans = _delta(a, b, "Tcp", "RetransSegs")
     sent = _delta(a, b, "Tcp", "OutSegs")
     if retrans is not None and sent is not None:
-        ratio = retrans / sent if sent else (1.0 if retrans else 0.0)
         syn = _delta(a, b, "TcpExt", "TCPSynRetrans")
-        present = retrans >= int(opt["retrans_min"]) and ratio >= float(opt["retrans_ratio"])
+        # A handshake that this host's own full accept queue dropped (ListenDrops) is retried:
+        # a local client sends its SYN again, this host its SYN-ACK to a remote one (both in
+        # TCPSynRetrans). Those retransmits are the listener's saturation, not the network.
+        local = min(syn or 0, _delta(a, b, "TcpExt", "ListenDrops") or 0)
+        lost = retrans - local
+        ratio = lost / sent if sent else (1.0 if lost else 0.0)
+        present = lost >= int(opt["retrans_min"]) and ratio >= float(opt["retrans_ratio"])
         out.append(("net.retransmits_high", present, Evidence(
-            source="/proc/net/snmp",
-            summary=f"RetransSegs +{retrans} of OutSegs +{sent} in {secs:.1f}s ({ratio:.2%})"
-            + (f"; of which SYN retransmits +{syn}" if syn else ""),
+            source="/proc/net/snmp, /proc/net/netstat",
+            summary=f"RetransSegs +{retrans} of OutSegs +{sent} in {secs:.1f}s"
+            + (f"; of which SYN retransmits +{syn}" if syn else "")
+            + (f"; {local} of them retry handshakes this host's full accept queues dropped (ListenDrops), "
+               f"leaving {lost} ({ratio:.2%})" if local else f" ({ratio:.2%})"),
             value=round(ratio * 100, 2),
             threshold=round(float(opt["retrans_ratio"]) * 100, 2),
             unit="%",
