@@ -27,6 +27,7 @@ from ddx.probes.procchecks import (
     child_changes,
     cpu_hogs,
     limit_uses,
+    parse_listen_inodes,
     parse_pids_events,
     parse_pids_max,
     parse_systemctl_show,
@@ -988,6 +989,72 @@ def test_live_cpu_hog(live: Procs) -> None:
     assert hog.state is State.PRESENT and named(hog, [spin.pid])
 
 
+# A CPU-bound process; with "tcp" or "unix" it first listens on a socket of that kind, and
+# with "fork" it listens, forks a child of the same program that closes the socket and spins
+# (a PostgreSQL backend under its postmaster), and sleeps.
+SPINNER = """\
+import os, socket, sys, time
+kind = sys.argv[1]
+if kind == "tcp" or kind == "fork":
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+elif kind == "unix":
+    s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[2]); s.listen(8)
+if kind == "fork" and os.fork():
+    time.sleep(3600)
+if kind == "fork":
+    s.close()
+while True: pass
+"""
+
+
+def _spinning(pids: list[int]) -> None:
+    _wait(lambda: all((f := _stat_fields(p)) and int(f[11]) + int(f[12]) > 5 for p in pids), "the spinners to spin")
+
+
+def test_parse_listen_inodes_tcp_and_unix() -> None:
+    tcp = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+           "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1\n"
+           "   1: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 4343 1\n")
+    unix = ("Num       RefCount Protocol Flags    Type St Inode Path\n"
+            "0000000001: 00000002 00000000 00010000 0001 01 5151 /run/app.sock\n"
+            "0000000002: 00000003 00000000 00000000 0001 03 5252 /run/app.sock\n")
+    assert parse_listen_inodes(tcp, unix) == {4242, 5151}  # the established and connected ones are not
+    assert parse_listen_inodes("garbage\n", "0000: x y zz\n") == set()
+
+
+@pytest.mark.slow
+def test_live_busy_cpu_outside_the_services(live: Procs, tmp_path: Path) -> None:
+    """Spinners that accept no connections keep every CPU busy: present, and named.
+    The same spinners holding listening sockets (TCP, unix, or a parent of the same
+    program that does) are services at work: absent."""
+    n = max(2, os.cpu_count() or 1)
+    opts = {"outside_busy_percent": 60.0}
+    jobs = [live.start([sys.executable, "-c", f"# {live.token}\n{SPINNER}", "none"]) for _ in range(n)]
+    _spinning([p.pid for p in jobs])
+    got = run_live(opts, window=0.5)["cpu.busy_outside_services"]
+    assert got.state is State.PRESENT, got.evidence[0].summary
+    text = samples(got)
+    assert any(f"pid {p.pid} " in text and "serves nobody" in text for p in jobs)
+    for p in jobs:
+        p.kill()
+        p.wait(timeout=10)
+    for kind in ("tcp", "unix", "fork"):
+        servers = [live.start([sys.executable, "-c", f"# {live.token}\n{SPINNER}", kind,
+                               str(tmp_path / f"{kind}{i}.sock")]) for i in range(n)]
+        spin = [p.pid for p in servers]
+        if kind == "fork":  # the children spin, their parents hold the sockets
+            spin = _wait(lambda: (kids := [int(c) for c in os.listdir("/proc") if c.isdigit()
+                                           and (f := _stat_fields(int(c))) and int(f[1]) in spin])
+                         and len(kids) == n and kids, "the forked children")
+        _spinning(spin)
+        got = run_live(opts, window=0.5)["cpu.busy_outside_services"]
+        assert got.state is State.ABSENT, (kind, got.evidence[0].summary)
+        assert any(f"pid {p} " in samples(got) for p in spin) and "accepts connections" in samples(got), kind
+        for p in servers:
+            p.kill()
+            p.wait(timeout=10)
+
+
 def _pids_hierarchy() -> tuple[str, bool] | None:
     with open("/proc/mounts") as fh:
         for line in fh:
@@ -1081,6 +1148,7 @@ def test_probe_is_registered_with_its_findings() -> None:
     load_probes()
     spec = registry["procs"]
     assert set(spec.findings) == {
+        "cpu.busy_outside_services",
         "cpu.single_process_hog",
         "procs.count_excess",
         "procs.crash_loop",

@@ -19,7 +19,9 @@ __all__ = [
     "cgroup_child_names",
     "child_changes",
     "cpu_hogs",
+    "cpu_users",
     "limit_uses",
+    "parse_listen_inodes",
     "parse_pids_events",
     "parse_pids_max",
     "parse_systemctl_show",
@@ -316,10 +318,19 @@ def cpu_hogs(
     host's total tick delta divided by the CPU count, so no clock rate or
     wall-clock interval is needed. The host interval brackets each process's
     interval, so shares err low, never high."""
+    users = cpu_users(table, later, cpu_before, cpu_after)
+    hogs = [h for h in users if h.core_percent >= core_percent and h.share_percent >= share_percent]
+    return hogs, users[:3]
+
+
+def cpu_users(table: ProcTable, later: Mapping[int, StatInfo], cpu_before: CpuTimes,
+              cpu_after: CpuTimes) -> list[Hog]:
+    """Every user process that used CPU over the window (the same process in both
+    reads: same pid and start time), most first."""
     total = cpu_after.total - cpu_before.total
     busy = cpu_after.busy - cpu_before.busy
     if total <= 0:
-        return [], []
+        return []
     per_cpu = total / max(1, cpu_after.ncpu)
     users = []
     for p in table.procs.values():
@@ -331,5 +342,28 @@ def cpu_hogs(
             continue
         users.append(Hog(p, 100.0 * d / per_cpu, 100.0 * d / busy if busy > 0 else 0.0))
     users.sort(key=lambda h: -h.core_percent)
-    hogs = [h for h in users if h.core_percent >= core_percent and h.share_percent >= share_percent]
-    return hogs, users[:3]
+    return users
+
+
+# --- who serves: listening sockets ----------------------------------------------------
+
+
+def parse_listen_inodes(tcp: str = "", unix: str = "") -> set[int]:
+    """Socket inodes that accept connections: LISTEN (state 0A) rows of
+    ``/proc/net/tcp`` or ``tcp6``, and rows of ``/proc/net/unix`` whose flags carry
+    ``__SO_ACCEPTCON`` (0x10000, a listening socket: a gunicorn or php-fpm behind nginx)."""
+    out: set[int] = set()
+    for line in tcp.splitlines():
+        parts = line.split()
+        if len(parts) >= 10 and parts[3] == "0A" and parts[9].isdigit():
+            out.add(int(parts[9]))
+    for line in unix.splitlines():
+        parts = line.split()
+        if len(parts) < 7 or not parts[0].endswith(":"):
+            continue
+        try:
+            if int(parts[3], 16) & 0x10000 and parts[6].isdigit():
+                out.add(int(parts[6]))
+        except ValueError:
+            continue
+    return out

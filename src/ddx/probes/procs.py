@@ -27,6 +27,14 @@ The CPU hog is one process that over the window used at least
 CPU time of the host; ddx's own process (``/proc/self``) is left out, since
 other probes work during the window.
 
+Where the CPU goes (``cpu.busy_outside_services``), judged only while the CPUs are
+at least ``outside_busy_percent`` busy: the biggest CPU users (up to 90% of the
+CPU time processes used, at most 20 of them) are sorted into services, processes
+holding a listening TCP or unix socket of their own network namespace (or whose
+parent, the same program, does: a PostgreSQL backend), and the rest. Present when
+the rest used ``outside_share_percent`` of it: batch jobs, scripts and runaway tools,
+not traffic. UDP servers are not recognised as services.
+
 ``memory.process_rss_growing`` is not declared: a leak is a trend over
 minutes, which one sampling window cannot show honestly.
 """
@@ -50,7 +58,9 @@ from ddx.probes.procchecks import (
     cgroup_child_names,
     child_changes,
     cpu_hogs,
+    cpu_users,
     limit_uses,
+    parse_listen_inodes,
     parse_pids_events,
     parse_pids_max,
     parse_systemctl_show,
@@ -97,6 +107,7 @@ log = logging.getLogger(__name__)
 
 
 FINDINGS = (
+    "cpu.busy_outside_services",
     "cpu.single_process_hog",
     "procs.count_excess",
     "procs.crash_loop",
@@ -108,6 +119,7 @@ FINDINGS = (
 
 _GONE = (FileNotFoundError, ProcessLookupError, LookupError)
 MAX_SAMPLES = 8
+MAX_CLASSIFIED = 20  # biggest CPU users whose sockets are read for cpu.busy_outside_services
 CMDLINE_TIMEOUT = 0.5  # a cmdline read blocks while the process holds its mm lock (stuck in D state)
 
 
@@ -661,10 +673,7 @@ def _hog_finding(
     core, share = float(ctx.opt("hog_core_percent")), float(ctx.opt("hog_share_percent"))
     if cpu_after.total <= cpu_before.total:
         return None
-    try:  # ddx's own work during the window (other probes parsing logs) is not the host's problem
-        me = int(ctx.host.readlink("/proc/self"))
-    except (OSError, LookupError, TimeoutError, ValueError):
-        me = None
+    me = _self_pid(ctx.host)  # ddx's own work during the window (other probes parsing logs) is not the host's
     if me is not None and me in t.procs:
         t = ProcTable({pid: p for pid, p in t.procs.items() if pid != me}, t.uptime, t.hz, t.btime)
     hogs, top = cpu_hogs(t, later, cpu_before, cpu_after, core, share)
@@ -690,6 +699,108 @@ def _hog_finding(
         count=len(hogs),
     )
     return ctx.finding("cpu.single_process_hog", bool(hogs), ev)
+
+
+class _Serving:
+    """Whether a process accepts connections: it holds a listening TCP or unix socket
+    of its own network namespace (read from ``/proc/PID/net``, so containers count).
+    At most ``MAX_FDS`` descriptors of a process are looked at."""
+
+    MAX_FDS = 1024  # listening sockets are opened at start-up: low descriptors
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.by_ns: dict[str, set[int]] = {}
+
+    def _listening(self, pid: int) -> set[int]:
+        ns = self.host.readlink(f"/proc/{pid}/ns/net")
+        if ns not in self.by_ns:
+            texts = {}
+            for name in ("tcp", "tcp6", "unix"):
+                try:
+                    texts[name] = self.host.read_text(f"/proc/{pid}/net/{name}")
+                except FileNotFoundError:
+                    texts[name] = ""
+            self.by_ns[ns] = parse_listen_inodes(texts["tcp"] + "\n" + texts["tcp6"], texts["unix"])
+        return self.by_ns[ns]
+
+    def serves(self, pid: int) -> bool | None:
+        """True or False; None when its descriptors cannot be read (gone, not ours)."""
+        try:
+            listening = self._listening(pid)
+            for fd in self.host.listdir(f"/proc/{pid}/fd")[: self.MAX_FDS]:
+                try:
+                    link = self.host.readlink(f"/proc/{pid}/fd/{fd}")
+                except _GONE:
+                    continue
+                if link.startswith("socket:[") and link[8:-1].isdigit() and int(link[8:-1]) in listening:
+                    return True
+        except (OSError, LookupError, TimeoutError):
+            return None
+        return False
+
+
+def _outside_finding(
+    ctx: ProbeContext, t: ProcTable, later: dict[int, StatInfo], cpu_before: Any, cpu_after: Any
+) -> Finding | None:
+    """``cpu.busy_outside_services``: on a busy host, does the CPU go to the services
+    (processes that accept connections, or whose parent, the same program, does: a
+    PostgreSQL backend under its postmaster) or to work that serves nobody (batch jobs,
+    scripts, a runaway tool)? What ``top`` answers for an on-call engineer; a traffic
+    surge spends its CPU in the services. Unknown while the CPU is not busy, or when
+    the processes that used most of it could not be read."""
+    total = cpu_after.total - cpu_before.total
+    if total <= 0:
+        return None
+    busy = 100.0 * (cpu_after.busy - cpu_before.busy) / total
+    if busy < float(ctx.opt("outside_busy_percent")):
+        return None
+    me = _self_pid(ctx.host)
+    users = [h for h in cpu_users(t, later, cpu_before, cpu_after) if h.proc.pid != me]
+    used = sum(h.core_percent for h in users)
+    if used <= 0:
+        return None
+    who = _Serving(ctx.host)
+    outside, serving = [], []
+    seen = 0.0
+    for h in users[:MAX_CLASSIFIED]:
+        if seen >= 0.9 * used:
+            break
+        seen += h.core_percent
+        verdict = who.serves(h.proc.pid)
+        parent = t.procs.get(h.proc.ppid)
+        if not verdict and parent is not None and parent.pid > 1 and parent.program == h.proc.program:
+            verdict = who.serves(parent.pid) or verdict
+        if verdict is True:
+            serving.append(h)
+        elif verdict is False:
+            outside.append(h)
+    out_pct = 100.0 * sum(h.core_percent for h in outside) / used
+    srv_pct = 100.0 * sum(h.core_percent for h in serving) / used
+    share = float(ctx.opt("outside_share_percent"))
+    if out_pct < share and srv_pct <= 100.0 - share:
+        return None  # the processes that decide it could not be read
+    rows = [_row(t, h.proc, f"-> {h.core_percent:.0f}% of one CPU, serves nobody") for h in outside[:4]]
+    rows += [_row(t, h.proc, f"-> {h.core_percent:.0f}% of one CPU, accepts connections") for h in serving[:2]]
+    ev = Evidence(
+        "/proc/*/stat utime+stime, /proc/PID/fd and /proc/PID/net/{tcp,tcp6,unix} (listening sockets)",
+        f"CPUs {busy:.0f}% busy over {ctx.window:g}s: {out_pct:.0f}% of the CPU time processes used went to "
+        f"{len(outside)} that accept no connections (nor does their parent), {srv_pct:.0f}% to "
+        f"{len(serving)} that do (the services).",
+        value=round(out_pct, 1),
+        threshold=share,
+        unit="% of process CPU time",
+        samples=tuple(rows[:MAX_SAMPLES]),
+        count=len(outside),
+    )
+    return ctx.finding("cpu.busy_outside_services", out_pct >= share, ev)
+
+
+def _self_pid(host: Host) -> int | None:
+    try:
+        return int(host.readlink("/proc/self"))
+    except (OSError, LookupError, TimeoutError, ValueError):
+        return None
 
 
 def _guard(name: str, fn: Callable[[], Any], errors: list[str]) -> Any:
@@ -742,6 +853,11 @@ def _guard(name: str, fn: Callable[[], Any], errors: list[str]) -> Any:
         "hog_core_percent": 80.0,
         # ...and at least this share of all busy CPU time on the host: "most" of the work.
         "hog_share_percent": 50.0,
+        # cpu.busy_outside_services is judged when the CPUs are at least this busy over the window
+        # (below, who uses the CPU is not a question: there is CPU to spare)...
+        "outside_busy_percent": 75.0,
+        # ...and present when processes that accept no connections used at least this share of it.
+        "outside_share_percent": 50.0,
         # Processes read at most: about 0.2 ms each (three small reads), so 10,000 fit the probe's
         # timeout with room for the rest.
         "max_pids": 10000,
@@ -751,8 +867,9 @@ def _guard(name: str, fn: Callable[[], Any], errors: list[str]) -> Any:
 )
 def procs(ctx: ProbeContext) -> list[Finding]:
     """Process table: worker pools against their managers, orphaned workers,
-    zombies, crash loops, pid/thread limits and pids-cgroup fork failures, and
-    the process using most CPU over the window."""
+    zombies, crash loops, pid/thread limits and pids-cgroup fork failures, the
+    process using most CPU over the window, and whether the services or other
+    work keep a busy CPU busy."""
     host = ctx.host
     errors: list[str] = []
     _options(ctx)
@@ -792,6 +909,8 @@ def procs(ctx: ProbeContext) -> list[Finding]:
     out.append(_guard("crash loops", lambda: _crash_finding(ctx, t, later, watched), errors))
     if later is not None and cpu_after is not None:
         out.append(_guard("cpu hog", lambda: _hog_finding(ctx, t, later, cpu_before, cpu_after), errors))
+        out.append(_guard("cpu outside services", lambda: _outside_finding(ctx, t, later, cpu_before, cpu_after),
+                          errors))
     found = [f for f in out if f is not None]
     if errors and not found:
         raise RuntimeError("; ".join(errors))
