@@ -47,7 +47,8 @@ def test_cpu_shares() -> None:
     assert cpu_shares(a, a) is None
 
 
-def _run(tmp_path: Path, stats: list[str], loadavg: str, psi_cpu: str = PSI0, psi_io: str = PSI0,
+def _run(tmp_path: Path, stats: list[str], loadavg: str, psi_cpu: str | list[str] = PSI0,
+         psi_io: str | list[str] = PSI0,
          meminfo: str = MEMINFO, extra: dict[str, object] | None = None,
          listdirs: dict[str, object] | None = None) -> dict[str, Finding]:  # fmt: skip
     path = build_bundle(
@@ -98,6 +99,36 @@ def test_idle_host_is_load_low(tmp_path: Path) -> None:
     assert got["cpu.saturated"].state is State.ABSENT
 
 
+def psi(avg10: float, total: int) -> str:
+    return f"some avg10={avg10:.2f} avg60=0.00 avg300=0.00 total={total}\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+
+
+def test_a_load_that_ended_before_the_window_leaves_the_host_idle(tmp_path: Path) -> None:
+    # avg10 and the 1-minute load still hold a CPU burst that ended seconds ago; over the
+    # window the CPUs idle and nothing waits (the stall total does not grow).
+    got = _run(tmp_path, [stat(0, 0, 0), stat(3, 2, 195)], "3.89 4.01 3.09 1/120 7\n",
+               psi_cpu=[psi(88.8, 5_000_000), psi(88.8, 5_000_000)])
+    low = got["load.low"]
+    assert low.state is State.PRESENT and "CPU pressure 0.0%" in low.evidence[0].summary
+    assert got["cpu.saturated"].state is State.ABSENT
+
+
+def test_ddx_own_waits_in_the_window_do_not_make_an_idle_host_busy(tmp_path: Path) -> None:
+    # ddx's concurrent probes wait for a CPU a fifth of the window; the 10 s average is low.
+    got = _run(tmp_path, [stat(0, 0, 0), stat(5, 3, 192)], "0.30 0.20 0.10 1/120 7\n",
+               psi_cpu=[psi(3.0, 1_000_000), psi(3.0, 1_200_000)])
+    assert got["load.low"].state is State.PRESENT, got["load.low"].evidence[0].summary
+
+
+def test_saturation_that_began_seconds_ago_is_seen_in_the_window(tmp_path: Path) -> None:
+    # The 1-minute load and avg10 have not caught up; over the window tasks wait 70% of the time.
+    got = _run(tmp_path, [stat(0, 0, 0), stat(180, 15, 5)], "0.60 0.20 0.10 6/300 99\n",
+               psi_cpu=[psi(12.0, 1_000_000), psi(14.0, 1_700_000)])
+    sat = got["cpu.saturated"]
+    assert sat.state is State.PRESENT
+    assert "70.0% of the 1.0s window" in sat.evidence[2].summary and sat.evidence[2].value == 70.0
+
+
 def test_idle_host_with_a_cgroup_at_its_memory_limit_is_not_load_low(tmp_path: Path) -> None:
     base = "/sys/fs/cgroup/memory/app"
     extra = {
@@ -116,13 +147,15 @@ def test_idle_host_with_a_cgroup_at_its_memory_limit_is_not_load_low(tmp_path: P
 @pytest.mark.parametrize(
     ("psi_io", "meminfo", "iowait", "why"),
     [
-        ("some avg10=30.00 avg60=0 avg300=0 total=1\nfull avg10=20.00 avg60=0 avg300=0 total=1\n", MEMINFO, 0, "I/O pressure"),
+        (["some avg10=30.00 avg60=0 avg300=0 total=1000000\nfull avg10=20.00 avg60=0 avg300=0 total=1\n",
+          "some avg10=30.00 avg60=0 avg300=0 total=1300000\nfull avg10=20.00 avg60=0 avg300=0 total=1\n"],
+         MEMINFO, 0, "I/O pressure 30.0%"),
         (PSI0, "MemTotal: 1000000 kB\nMemAvailable: 50000 kB\n", 0, "RAM available"),
         (PSI0, MEMINFO, 40, "iowait"),
     ],
 )
 def test_idle_cpu_but_pressure_elsewhere_is_not_load_low(
-    tmp_path: Path, psi_io: str, meminfo: str, iowait: int, why: str
+    tmp_path: Path, psi_io: str | list[str], meminfo: str, iowait: int, why: str
 ) -> None:
     got = _run(tmp_path, [stat(0, 0, 0), stat(5, 3, 192 - iowait, iowait=iowait)], "0.05 0.03 0.01 1/120 7\n",
                psi_io=psi_io, meminfo=meminfo)  # fmt: skip

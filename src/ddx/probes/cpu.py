@@ -7,6 +7,13 @@ that window, over all online CPUs:
   ``saturated_busy_percent`` AND a run queue at least the core count (1-minute
   load per core, which also says it has lasted) or PSI cpu "some" high (tasks
   waiting for a CPU).
+
+PSI for saturation is judged over the window itself, from the growth of its
+stall totals (``total=``, microseconds), where both reads have them: the
+``avg10`` figures lag by tens of seconds. For ``load.low`` the lower of the two
+counts: the window's includes the waits of ddx's own concurrent probes, while
+``avg10`` still holds a load that ended just before ddx looked. Without totals,
+``avg10`` is used.
 - ``cpu.steal_high``: steal time share.
 - ``load.low``: the host is mostly idle: load well under the core count, CPUs
   mostly idle, little iowait, no memory or I/O pressure (PSI), memory
@@ -28,7 +35,7 @@ from ddx.probes._procfs import read_psi
 from ddx.probes.base import Host, NotApplicable, ProbeContext, probe
 from ddx.probes.memory import available_bytes, parse_meminfo, read_cgroup_memory, short_cgroups
 
-__all__ = ["CpuTimes", "LoadAvg", "cpu", "cpu_shares", "parse_loadavg", "parse_stat"]
+__all__ = ["CpuTimes", "LoadAvg", "cpu", "cpu_shares", "parse_loadavg", "parse_stat", "window_pressure"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,29 @@ def cpu_shares(a: CpuTimes, b: CpuTimes, own: int = 0) -> dict[str, float] | Non
     }
 
 
+def window_pressure(before: dict[str, dict[str, float]] | None, after: dict[str, dict[str, float]] | None,
+                    seconds: float) -> float | None:
+    """PSI "some" over an interval: the growth of its stall total (microseconds)
+    as a percentage of the interval. None when a read lacks the total."""
+    try:
+        a, b = before["some"]["total"], after["some"]["total"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return None
+    if seconds <= 0 or b < a:
+        return None
+    return min(100.0, 100.0 * (b - a) / (seconds * 1e6))
+
+
+def _calm(psi: dict[str, dict[str, float]] | None, window: float | None) -> float | None:
+    """Pressure for "the host is idle": the lower of avg10 and the window's own. Each errs
+    one way: the window counts the waits of ddx's own concurrent probes (15-25% CPU "some"
+    on an idle 2-core host), avg10 still holds a load that ended seconds ago."""
+    if psi is None:
+        return None
+    avg10 = psi.get("some", {}).get("avg10", 0.0)
+    return avg10 if window is None else min(avg10, window)
+
+
 def _own(host: Host) -> int | None:
     """ddx's own CPU ticks so far (None where /proc/self cannot be read)."""
     try:
@@ -130,21 +160,21 @@ def _own(host: Host) -> int | None:
         "saturated_busy_percent": 90.0,
         # findings.yaml: "a run queue longer than the number of cores": 1-minute load per core.
         "saturated_load_per_core": 1.0,
-        # PSI cpu "some" avg10: tasks waited for a CPU this share of the last 10 s.
+        # PSI cpu "some" over the window (avg10 without totals): tasks waited for a CPU this share of it.
         "saturated_psi_some_percent": 40.0,
         # Steal above 10% is where cloud providers' own guidance says the VM is starved.
         "steal_high_percent": 10.0,
         # "well under core count": half of the cores or less. Used only where PSI is missing:
         # the load average lags by a minute and counts tasks blocked on I/O.
         "low_load_per_core": 0.5,
-        # PSI cpu "some" avg10 at most this: tasks seldom wait for a CPU (preferred to the load;
+        # PSI cpu "some" over the window at most this: tasks seldom wait for a CPU (preferred to the load;
         # saturation starts at 40%, and ddx's own concurrent probes add a few percent on 2 cores).
         "low_cpu_pressure_percent": 20.0,
         # "CPU idle high": at most this share busy.
         "low_busy_percent": 30.0,
         # "disk mostly idle": iowait share of CPU time at most this.
         "low_iowait_percent": 5.0,
-        # PSI memory/io "some" avg10 at most this: no pressure.
+        # PSI memory/io "some" over the window at most this: no pressure.
         "low_pressure_percent": 5.0,
         # "memory mostly idle": at least this share of RAM available.
         "low_available_percent": 20.0,
@@ -168,6 +198,7 @@ def cpu(ctx: ProbeContext) -> list[Finding]:
     except (OSError, LookupError):
         ram = 0
     cg0 = read_cgroup_memory(host, int(ctx.opt("max_cgroups")), ram)[0] if ram else []
+    psi0 = {r: read_psi(host, r) for r in ("cpu", "memory", "io")}
     s0, cores = parse_stat(host.read_text("/proc/stat", max_bytes=1 << 20))
     t0 = host.time()
     host.sleep(ctx.window)
@@ -185,6 +216,10 @@ def cpu(ctx: ProbeContext) -> list[Finding]:
     psi_cpu = read_psi(host, "cpu")
     psi_mem = read_psi(host, "memory")
     psi_io = read_psi(host, "io")
+    # Pressure during the window itself (from the stall totals), where both reads have it:
+    # avg10 lags by tens of seconds, so a load that ended just before ddx looked still shows.
+    p_cpu, p_mem, p_io = (window_pressure(psi0[r], p, dt) for r, p in
+                          (("cpu", psi_cpu), ("memory", psi_mem), ("io", psi_io)))
     per_core = load.load1 / cores
     busy, steal, iowait = shares["busy"], shares["steal"], shares["iowait"]
     others = mine["busy"] if mine else busy
@@ -205,7 +240,8 @@ def cpu(ctx: ProbeContext) -> list[Finding]:
         threshold=float(ctx.opt("saturated_load_per_core")),
         unit="load per core",
     )
-    cpu_some = psi_cpu.get("some", {}).get("avg10", 0.0) if psi_cpu else None
+    cpu_some = p_cpu if p_cpu is not None else (psi_cpu.get("some", {}).get("avg10", 0.0) if psi_cpu else None)
+    over = f"the {dt:.1f}s window" if p_cpu is not None else "the last 10 s"
     queued = per_core >= float(ctx.opt("saturated_load_per_core")) or (
         cpu_some is not None and cpu_some >= float(ctx.opt("saturated_psi_some_percent"))
     )
@@ -214,8 +250,8 @@ def cpu(ctx: ProbeContext) -> list[Finding]:
         sat_ev.append(
             Evidence(
                 "/proc/pressure/cpu",
-                f"tasks waited for a CPU {cpu_some:.1f}% of the last 10 s",
-                value=cpu_some,
+                f"tasks waited for a CPU {cpu_some:.1f}% of {over}",
+                value=round(cpu_some, 2),
                 threshold=float(ctx.opt("saturated_psi_some_percent")),
                 unit="%",
             )
@@ -239,6 +275,7 @@ def cpu(ctx: ProbeContext) -> list[Finding]:
     except (OSError, LookupError):
         avail_pct = None
     press = float(ctx.opt("low_pressure_percent"))
+    cpu_some = _calm(psi_cpu, p_cpu)
     if cpu_some is not None:
         load_check = (cpu_some <= float(ctx.opt("low_cpu_pressure_percent")),
                       f"CPU pressure {cpu_some:.1f}% (load {load.load1:.2f} on {cores} cores)")
@@ -249,12 +286,10 @@ def cpu(ctx: ProbeContext) -> list[Finding]:
         (others <= float(ctx.opt("low_busy_percent")), f"CPUs {others:.0f}% busy without ddx"),
         (iowait <= float(ctx.opt("low_iowait_percent")), f"iowait {iowait:.0f}%"),
     ]
-    if psi_mem is not None:
-        v = psi_mem.get("some", {}).get("avg10", 0.0)
-        checks.append((v <= press, f"memory pressure {v:.1f}%"))
-    if psi_io is not None:
-        v = psi_io.get("some", {}).get("avg10", 0.0)
-        checks.append((v <= press, f"I/O pressure {v:.1f}%"))
+    for name, psi, now in (("memory", psi_mem, p_mem), ("I/O", psi_io, p_io)):
+        v = _calm(psi, now)
+        if v is not None:
+            checks.append((v <= press, f"{name} pressure {v:.1f}%"))
     if avail_pct is not None:
         checks.append((avail_pct >= float(ctx.opt("low_available_percent")), f"{avail_pct:.0f}% of RAM available"))
         if cg0:
