@@ -274,14 +274,23 @@ while True:
 """
 
 
-def _cpu_pressure() -> float | None:
+def _cpu_stall_total() -> int | None:
+    """PSI cpu "some" total: microseconds in which a task waited for a CPU."""
     try:
         for line in Path("/proc/pressure/cpu").read_text().splitlines():
             if line.startswith("some"):
-                return float(line.split()[1].partition("=")[2])
+                return int(line.split("total=")[1].split()[0])
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _cpu_queued(seconds: float = 0.5) -> float | None:
+    """Share (%) of the next ``seconds`` in which some task waited for a CPU."""
+    a = _cpu_stall_total()
+    time.sleep(seconds)
+    b = _cpu_stall_total()
+    return None if a is None or b is None else 100.0 * (b - a) / (seconds * 1e6)
 
 
 def _cpu_prepare(opts: StackOptions) -> None:
@@ -295,12 +304,12 @@ def _saturate_cpu(stack: Stack) -> None:
     n = 3 * (os.cpu_count() or 1)
     for i in range(n):
         stack.sb.spawn([SYSTEM_PYTHON, "-c", _CPU_JOB], log=stack.dir / f"cpu-job-{i}.log")
-    if _cpu_pressure() is None:
-        time.sleep(3.0)
+    if _cpu_stall_total() is None:  # no PSI: give the jobs a moment to start spinning
+        time.sleep(1.0)
         return
-    # Until tasks queue for a CPU most of the time (PSI cpu "some" over its 10 s average).
+    # In place once tasks queue for a CPU most of the time (PSI cpu "some", measured now).
     with contextlib.suppress(SandboxError):
-        _wait(lambda: (_cpu_pressure() or 0.0) >= 50.0, 15, "CPU pressure", step=0.5)
+        _wait(lambda: (_cpu_queued() or 0.0) >= 50.0, 10, "CPU pressure", step=0.0)
 
 
 register(Scenario(
