@@ -327,14 +327,46 @@ def test_evidence_says_when_the_buffer_does_not_reach_back_to_the_window() -> No
 
 
 def test_declared_findings_are_in_the_vocabulary() -> None:
-    import yaml
+    from ddx.kb.loader import load_kb
 
-    contract = SRC.parent.parent / "shared" / "contract" / "findings.yaml"
-    if not contract.exists():
-        pytest.skip("shared contract not present")
-    vocab = yaml.safe_load(contract.read_text())["findings"]
     assert set(registry["kernel"].findings) == set(FINDINGS)
-    assert set(FINDINGS) <= set(vocab)
+    assert set(FINDINGS) <= set(load_kb().findings)  # the contract's ids and ddx's own
+
+
+def test_a_program_oom_killed_again_and_again_runs_out_of_memory_after_each_start() -> None:
+    log = _log(
+        (-300, "Memory cgroup out of memory: Killed process 101 (python3) total-vm:201352kB, anon-rss:190080kB"),
+        (-200, "Memory cgroup out of memory: Killed process 102 (python3) total-vm:205464kB, anon-rss:194048kB"),
+        (-100, "Memory cgroup out of memory: Killed process 103 (python3) total-vm:202380kB, anon-rss:191104kB"),
+        (-50, "Out of memory: Killed process 7 (java) total-vm:1kB"),
+    )
+    present, ev = _by_id(judge(log, since=NOW - 3600))["memory.oom_kills_repeated"]
+    assert present and ev.count == 3 and "python3 OOM-killed 3 times in 200 s" in ev.summary
+    assert all("python3" in s for s in ev.samples)
+
+
+@pytest.mark.parametrize("entries", [
+    # kills of one program hours apart: a slow leak refilling memory
+    [(-7000, "Out of memory: Killed process 11 (ruby) total-vm:1kB"),
+     (-3500, "Out of memory: Killed process 12 (ruby) total-vm:1kB"),
+     (-10, "Out of memory: Killed process 13 (ruby) total-vm:1kB")],
+    # three kills within minutes, but of three programs
+    [(-30, "Out of memory: Killed process 21 (java) total-vm:1kB"),
+     (-20, "Out of memory: Killed process 22 (redis-server) total-vm:1kB"),
+     (-10, "Out of memory: Killed process 23 (postgres) total-vm:1kB")],
+    # one process reported twice is one kill
+    [(-20, "Out of memory: Killed process 31 (node) total-vm:1kB"),
+     (-20, "Memory cgroup out of memory: Killed process 31 (node) total-vm:1kB"),
+     (-10, "Out of memory: Killed process 32 (node) total-vm:1kB")],
+])
+def test_oom_kills_that_are_not_one_program_restarting_into_the_limit(entries: list[tuple[float, str]]) -> None:
+    present, ev = _by_id(judge(_log(*entries), since=NOW - 7200))["memory.oom_kills_repeated"]
+    assert present is False and "no program OOM-killed 3 times within 10 min" in ev.summary
+
+
+def test_without_oom_kills_repeated_kills_stay_unknown() -> None:
+    got = _by_id(judge(_log((-10, "random: crng reseeded")), since=NOW - 60))
+    assert got["memory.oom_kill"][0] is False and "memory.oom_kills_repeated" not in got
 
 
 # --- live: real faults ------------------------------------------------------
@@ -411,8 +443,9 @@ def test_healthy_window_reports_absent() -> None:
     since = time.time()
     status, found = _kernel(since)
     assert status == "ok"
+    assert "memory.oom_kills_repeated" not in found or found["memory.oom_kill"].state is State.PRESENT
     for fid in FINDINGS:
-        if fid in PRESENT_ONLY:
+        if fid in PRESENT_ONLY or fid == "memory.oom_kills_repeated":  # judged only where OOM kills were
             continue
         f = found[fid]
         if f.state is State.PRESENT:

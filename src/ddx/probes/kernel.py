@@ -24,6 +24,8 @@ where "not seen" stays unknown instead of absent:
   or stepped by a time daemon leaves no kernel line.
 
 The last two are reported when seen, never as absent.
+``memory.oom_kills_repeated`` (one program OOM-killed again and again, a new
+process each time, within minutes) is judged only when there were OOM kills.
 
 Known limits: the kernel warns about a SYN flood once per listening socket
 and about hung tasks at most ``kernel.hung_task_warnings`` (10) times per
@@ -65,6 +67,7 @@ FINDINGS = (
     "disk.io_errors",
     "disk.readonly_remount",
     "memory.oom_kill",
+    "memory.oom_kills_repeated",
     "procs.segfault",
     "procs.segfaults_multiple_binaries",
     "kernel.hung_task",
@@ -90,6 +93,11 @@ _WHAT = {
 }
 MAX_SAMPLES = 3
 MAX_SAMPLE_CHARS = 300
+# The same program OOM-killed this many times (different pids) within this many seconds
+# runs out of memory again soon after each start: its workload does not fit, it is no
+# slow leak (a leak that took hours to fill memory takes hours again after a restart).
+OOM_REPEAT_KILLS = 3
+OOM_REPEAT_SECONDS = 600.0
 DMESG_TIMEOUT = 4.0  # dmesg copies a ring buffer of at most a few MB
 JOURNAL_TIMEOUT = 4.0  # journalctl -k --since on a large journal
 
@@ -263,8 +271,8 @@ def judge(
 
     out: list[tuple[str, bool, Evidence]] = []
     for fid in FINDINGS:
-        if fid == "procs.segfaults_multiple_binaries":
-            continue
+        if fid in ("procs.segfaults_multiple_binaries", "memory.oom_kills_repeated"):
+            continue  # judged from the others' hits below
         found = hits[fid]
         if found:
             out.append((fid, True, _present_evidence(fid, found, log.source)))
@@ -272,6 +280,10 @@ def judge(
             continue  # not seeing it proves nothing: unknown
         else:
             out.append((fid, False, Evidence(source=log.source, summary=f"no {_WHAT[fid]} in {scope}", count=0)))
+
+    rep = _oom_repeats(hits["memory.oom_kill"], log.source)
+    if rep is not None:
+        out.append(rep)
 
     crashes_found = hits["procs.segfault"]
     programs = sorted({program_key(ev.subject) for _, ev in crashes_found})
@@ -299,6 +311,46 @@ def judge(
     elif segfaults_logged:
         out.append((multi, False, Evidence(source=log.source, summary=f"no program crashes in {scope}", count=0)))
     return out
+
+
+def _oom_repeats(kills: list[tuple[KernelLine, KernelEvent]], source: str) -> tuple[str, bool, Evidence] | None:
+    """``memory.oom_kills_repeated``, judged only where the OOM killer acted (with no
+    kill it says nothing): a program killed OOM_REPEAT_KILLS times, each a different
+    process, within OOM_REPEAT_SECONDS."""
+    if not kills:
+        return None
+    by_prog: dict[str, list[tuple[float, int | None, KernelLine]]] = {}
+    for ln, ev in kills:
+        if ln.time is not None:
+            by_prog.setdefault(program_key(ev.subject) or "?", []).append((ln.time, ev.pid, ln))
+    worst: tuple[str, list[tuple[float, int | None, KernelLine]]] | None = None
+    for prog, seq in by_prog.items():
+        seq.sort(key=lambda x: x[0])
+        for i in range(len(seq)):
+            burst = [x for x in seq[i:] if x[0] - seq[i][0] <= OOM_REPEAT_SECONDS]
+            if len({pid for _, pid, _ in burst}) >= OOM_REPEAT_KILLS and (worst is None or len(burst) > len(worst[1])):
+                worst = (prog, burst)
+    if worst is None:
+        counts = ", ".join(f"{p} x{len(q)}" for p, q in sorted(by_prog.items()))
+        return ("memory.oom_kills_repeated", False, Evidence(
+            source=source,
+            summary=f"no program OOM-killed {OOM_REPEAT_KILLS} times within {OOM_REPEAT_SECONDS / 60:g} min "
+                    f"(killed: {counts or 'no timestamps'})",
+            count=0,
+        ))
+    prog, burst = worst
+    span = burst[-1][0] - burst[0][0]
+    return ("memory.oom_kills_repeated", True, Evidence(
+        source=source,
+        summary=f"{prog} OOM-killed {len(burst)} times in {span:.0f} s, each time a new process: it runs out of "
+                f"memory again soon after each start",
+        value=len(burst),
+        threshold=OOM_REPEAT_KILLS,
+        samples=tuple(_sample(ln) for _, _, ln in burst[:MAX_SAMPLES]),
+        first_seen=iso(burst[0][0]),
+        last_seen=iso(burst[-1][0]),
+        count=len(burst),
+    ))
 
 
 @probe(
