@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ddx.drill.runner import DrillResult, run_scenario
+from ddx.drill.runner import run_scenario
 from ddx.drill.scenarios import all_scenarios
 from ddx.drill.scenarios.capacity import working_set
 from ddx.drill.stack import Stack
+from drillcheck import diagnose_json, present, run_passing
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -43,12 +42,10 @@ def _oom_kills(cg: Path) -> int:
 
 def _evidence(stack: Stack, _started: float, _budget: float) -> dict[str, Any]:
     """What the broken stack shows, read before it is torn down."""
-    r = subprocess.run([sys.executable, "-m", "ddx", "diagnose", "--json", "--config", str(stack.dir / "ddx.toml")],
-                       capture_output=True, text=True, timeout=90)
-    out = json.loads(r.stdout)
+    out = diagnose_json(stack)
     cg = stack.sb.memory_cgroup
     return {
-        "present": sorted(f["id"] for f in out["findings"] if f["state"] == "present"),
+        "present": present(out),
         "findings": {f["id"]: f for f in out["findings"]},
         "load": stack.load_stats(),
         "memory": {"working_set": working_set(cg), "limit": _limit(cg), "oom_kills": _oom_kills(cg)} if cg else {},
@@ -63,18 +60,10 @@ def _text(finding: dict[str, Any]) -> str:
     return json.dumps(finding.get("evidence", []))
 
 
-def _run(name: str, **kw: Any) -> DrillResult:
-    res = run_scenario(all_scenarios()[name], budget=30.0, hold=_evidence, **kw)
-    assert not res.error, res.error
-    assert res.cleanup_problems == []
-    assert not Path(res.sandbox).exists(), "the sandbox was not removed"
-    assert res.passed and res.top3[0][0] == name, res.top3
-    assert res.time_to_correct_s is not None and res.time_to_correct_s <= 30.0
-    return res
 
 
 def test_process_leak(drill_ready: None) -> None:
-    res = _run("process-leak")
+    res = run_passing("process-leak", _evidence)
     ev = res.extra
     assert {"procs.orphaned_workers", "procs.count_excess", "memory.available_low"} <= set(ev["present"])
     orphans = ev["findings"]["procs.orphaned_workers"]["evidence"][0]
@@ -87,7 +76,7 @@ def test_process_leak(drill_ready: None) -> None:
 
 
 def test_memory_exhaustion(drill_ready: None) -> None:
-    res = _run("memory-exhaustion", allow_host_effects=True)
+    res = run_passing("memory-exhaustion", _evidence, allow_host_effects=True)
     ev = res.extra
     assert "memory.available_low" in ev["present"]
     assert ev["memory"]["oom_kills"] >= 1  # the kernel killed in the stack's cgroup, not elsewhere
@@ -101,7 +90,7 @@ def test_memory_exhaustion_needs_permission_for_its_kernel_log_lines() -> None:
 
 
 def test_cpu_saturation(drill_ready: None) -> None:
-    res = _run("cpu-saturation")
+    res = run_passing("cpu-saturation", _evidence)
     ev = res.extra
     assert {"cpu.saturated", "http.latency_high"} <= set(ev["present"])
     assert "load.low" not in ev["present"]
@@ -109,7 +98,7 @@ def test_cpu_saturation(drill_ready: None) -> None:
 
 
 def test_connection_limit(drill_ready: None) -> None:
-    res = _run("connection-limit")
+    res = run_passing("connection-limit", _evidence)
     ev = res.extra
     assert {"net.listen_overflows", "svc.worker_pool_saturated"} <= set(ev["present"])
     assert "cpu.saturated" not in ev["present"]
@@ -119,7 +108,7 @@ def test_connection_limit(drill_ready: None) -> None:
 
 @pytest.mark.skipif(shutil.which("runsv") is None, reason="runsv missing (apt-get install runit)")
 def test_crash_loop(drill_ready: None) -> None:
-    res = _run("crash-loop")
+    res = run_passing("crash-loop", _evidence)
     ev = res.extra
     assert "procs.crash_loop" in ev["present"]
     assert "runsv" in _text(ev["findings"]["procs.crash_loop"])

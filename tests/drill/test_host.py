@@ -4,9 +4,6 @@ reasons (the findings that carry the diagnosis are present while the fault is in
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -14,6 +11,7 @@ import pytest
 from ddx.drill.runner import DrillResult, run_scenario
 from ddx.drill.scenarios import all_scenarios
 from ddx.drill.stack import Stack
+from drillcheck import diagnose_json, present
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -21,12 +19,9 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 def _findings_while_broken(stack: Stack, _started: float, _budget: float) -> dict[str, Any]:
     """One more whole `ddx diagnose --json` while the fault is still in place: the
     findings present and their evidence (the runner keeps only the ranking)."""
-    r = subprocess.run([sys.executable, "-m", "ddx", "diagnose", "--json", "--config", str(stack.dir / "ddx.toml")],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-400:]
-    out = json.loads(r.stdout)
+    out = diagnose_json(stack)
     return {
-        "present": sorted(f["id"] for f in out["findings"] if f["state"] == "present"),
+        "present": present(out),
         "evidence": {f["id"]: " | ".join(e["summary"] + " " + " ".join(e.get("samples") or ())
                                          for e in f.get("evidence", [])) for f in out["findings"]},
         "sandbox": str(stack.dir),

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,9 +19,8 @@ from typing import Any
 
 import pytest
 
-from ddx.drill.runner import DrillResult, run_scenario
-from ddx.drill.scenarios import all_scenarios
 from ddx.drill.stack import Stack
+from drillcheck import diagnose_json, present, run_passing
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -52,13 +49,11 @@ def _verify_tls(port: int, cafile: Path) -> str:
 
 def _evidence(stack: Stack, _started: float, _budget: float) -> dict[str, Any]:
     """What the broken stack shows, read before it is torn down."""
-    r = subprocess.run([sys.executable, "-m", "ddx", "diagnose", "--json", "--config", str(stack.dir / "ddx.toml")],
-                       capture_output=True, text=True, timeout=90)
-    out = json.loads(r.stdout)
+    out = diagnose_json(stack)
     lines = [ln.split() for ln in stack.access_log.read_text(errors="replace").splitlines()]
     upstreams = {w[-2].rstrip(",") for w in lines if len(w) > 2 and w[-2].startswith("127.0.0.1:")}  # $upstream_addr
     return {
-        "present": sorted(f["id"] for f in out["findings"] if f["state"] == "present"),
+        "present": present(out),
         "load": stack.load_stats(),
         "app_log": stack.app_log.read_text(errors="replace"),
         "gunicorn_log": stack.gunicorn_log.read_text(errors="replace"),
@@ -71,18 +66,10 @@ def _evidence(stack: Stack, _started: float, _budget: float) -> dict[str, Any]:
     }
 
 
-def _run(name: str) -> DrillResult:
-    res = run_scenario(all_scenarios()[name], budget=30.0, hold=_evidence)
-    assert not res.error, res.error
-    assert res.cleanup_problems == []
-    assert not Path(res.sandbox).exists(), "the sandbox was not removed"
-    assert res.passed and res.top3[0][0] == name, res.top3
-    assert res.time_to_correct_s is not None and res.time_to_correct_s <= 30.0
-    return res
 
 
 def test_request_size_limit(drill_ready: None) -> None:
-    ev = _run("request-size-limit").extra
+    ev = run_passing("request-size-limit", _evidence).extra
     assert {"logs.request_too_large", "http.request_too_large", "http.5xx_rate_high"} <= set(ev["present"])
     assert "SERVER_ERROR object too large for cache" in ev["app_log"]
     total = ev["load"]["total"]
@@ -91,7 +78,7 @@ def test_request_size_limit(drill_ready: None) -> None:
 
 
 def test_dependency_down(drill_ready: None) -> None:
-    ev = _run("dependency-down").extra
+    ev = run_passing("dependency-down", _evidence).extra
     assert {"svc.down", "logs.connection_refused", "http.5xx_rate_high"} <= set(ev["present"])
     assert not ev["postgres_running"]
     assert "Connection refused" in ev["app_log"]
@@ -99,7 +86,7 @@ def test_dependency_down(drill_ready: None) -> None:
 
 
 def test_config_drift(drill_ready: None) -> None:
-    ev = _run("config-drift").extra
+    ev = run_passing("config-drift", _evidence).extra
     assert {"config.references_unreachable_endpoint", "logs.connection_refused"} <= set(ev["present"])
     assert "svc.down" not in ev["present"]  # the cache the site had is up; the config names another
     nodes = ev["app_config"]["cache_servers"]
@@ -108,7 +95,7 @@ def test_config_drift(drill_ready: None) -> None:
 
 
 def test_unready_backend(drill_ready: None) -> None:
-    ev = _run("unready-backend").extra
+    ev = run_passing("unready-backend", _evidence).extra
     assert {"http.errors_single_backend", "change.backend_added_recently"} <= set(ev["present"])
     assert "No module named 'drill_views'" in ev["gunicorn_log"]
     assert len(ev["upstreams"]) >= 2  # nginx spread requests over both backends
@@ -117,7 +104,7 @@ def test_unready_backend(drill_ready: None) -> None:
 
 
 def test_tls_certificate_expired(drill_ready: None) -> None:
-    ev = _run("tls-certificate-expired").extra
+    ev = run_passing("tls-certificate-expired", _evidence).extra
     assert "tls.cert_expired" in ev["present"]
     assert "expired" in ev["tls"]  # a client that verifies fails the handshake
     assert ev["health"] == 200  # plain HTTP is untouched: only TLS clients fail
