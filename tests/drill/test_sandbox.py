@@ -212,3 +212,21 @@ def test_clean_names_one_kept_sandbox_and_leaves_the_others(drill_root: Path) ->
     assert not a.exists() and b.exists() and _mounted(str(b / "data"))
     done = sbmod.clean_stale(only=[str(b)])
     assert [d for d, _p in done] == [b] and not b.exists()
+
+
+def test_free_ports_lie_below_the_ephemeral_range_and_are_never_handed_out_twice() -> None:
+    """Outgoing connections take their source ports from the ephemeral range: a port
+    picked there can be taken by one before the server meant for it binds it."""
+    import socket
+
+    from ddx.drill.sandbox import _ephemeral_range, free_port
+
+    lo, _ = _ephemeral_range()
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    if lo > 2024:
+        assert all(p < lo for p in ports), ports
+    for p in ports[:5]:  # free right now: a server can listen there
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", p))
+            s.listen(1)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ddx.drill.sandbox import free_port as _free_port
 from live_helpers import ROOT, as_user, diagnose, present, ranked, spawn, tmpfs, wait_for, write_config
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -128,10 +129,6 @@ def test_process_at_its_open_file_limit_is_fd_exhaustion(workdir: Path) -> None:
     assert {"fd.exhausted", "logs.too_many_open_files"} <= present(out)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_flooded_listen_backlog_on_an_idle_host_is_connection_limit(workdir: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ddx.config import Config
+from ddx.drill.sandbox import free_port as closed_port
 from ddx.engine.diagnosis import diagnose
 from ddx.host import LiveHost
 from ddx.kb.loader import load_kb
@@ -38,11 +39,6 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 """
 
 
-def closed_port() -> int:
-    """A port nothing listens on (bound then released: the kernel does not hand it out again at once)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

@@ -21,6 +21,7 @@ import pytest
 
 import ddx.probes.haproxy  # noqa: F401 - registers the probe
 from ddx.config import Config
+from ddx.drill.sandbox import free_port
 from ddx.host import LiveHost
 from ddx.model import State
 from ddx.probes.haproxy import (
@@ -220,10 +221,6 @@ def test_queued_requests_or_a_frontend_at_its_session_limit_saturate() -> None:
 # --- real HAProxy --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Handler(BaseHTTPRequestHandler):

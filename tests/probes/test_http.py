@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from ddx.config import Config
+from ddx.drill.sandbox import free_port
 from ddx.host import LiveHost, build_bundle
 from ddx.model import State
 from ddx.probes.base import CommandResult
@@ -322,9 +323,7 @@ def test_target_answering_garbage_gives_a_clear_reason() -> None:
 
 
 def test_refused_target_and_password_never_shown() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed once the block ends: nothing listens
+    port = free_port()  # nothing listens there
     res, _ = _run({"targets": [f"http://bob:s3cret@127.0.0.1:{port}/x"]})
     assert res.status == "failed" and "s3cret" not in res.reason
     assert f"could not probe http://bob:***@127.0.0.1:{port}/x: Connection refused" in res.reason
@@ -333,10 +332,6 @@ def test_refused_target_and_password_never_shown() -> None:
 # --- a real nginx -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Nginx:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import pytest
 
 from ddx.config import Config
+from ddx.drill.sandbox import free_port
 from ddx.host import LiveHost
 from ddx.model import State
 from ddx.probes.cacheproto import (
@@ -145,10 +146,6 @@ def test_a_restart_in_the_window_or_a_missing_second_sample_judges_no_counter() 
 # --- real servers ------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:

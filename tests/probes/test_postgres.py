@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from ddx.config import Config
+from ddx.drill.sandbox import free_port as _free_port
 from ddx.engine.diagnosis import diagnose
 from ddx.host import LiveHost
 from ddx.kb.loader import load_kb
@@ -140,10 +141,6 @@ def test_sequence_limited_by_its_column_type() -> None:
 # --- a real server -----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -50,11 +51,41 @@ class SandboxError(DdxError):
     """A sandbox could not be built or a precondition is missing."""
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as s:
+    """A TCP port on 127.0.0.1 nobody uses right now, below the kernel's ephemeral range:
+    a port the kernel hands out for port 0 is one it also gives to outgoing connections,
+    which may take it (as their source port) before the server that was meant to listen
+    there binds it. Never the same port twice in one process."""
+    lo, _ = _ephemeral_range()
+    first = max(1024, lo - 12000)
+    rng = random.SystemRandom()
+    for _ in range(200 if lo - first >= 100 else 0):
+        port = rng.randrange(first, lo)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as s:  # no room below the ephemeral range: the kernel's pick
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        port = int(s.getsockname()[1])
+    _HANDED_OUT.add(port)
+    return port
 
 
 @dataclass
