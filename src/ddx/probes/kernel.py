@@ -321,15 +321,21 @@ def _oom_repeats(kills: list[tuple[KernelLine, KernelEvent]], source: str) -> tu
         return None
     by_prog: dict[str, list[tuple[float, int | None, KernelLine]]] = {}
     for ln, ev in kills:
-        if ln.time is not None:
-            by_prog.setdefault(program_key(ev.subject) or "?", []).append((ln.time, ev.pid, ln))
+        if ln.time is None:
+            continue
+        seq = by_prog.setdefault(program_key(ev.subject) or "?", [])
+        if not (seq and seq[-1][1] == ev.pid):  # one kill reported twice (cgroup and global lines)
+            seq.append((ln.time, ev.pid, ln))
     worst: tuple[str, list[tuple[float, int | None, KernelLine]]] | None = None
     for prog, seq in by_prog.items():
         seq.sort(key=lambda x: x[0])
-        for i in range(len(seq)):
-            burst = [x for x in seq[i:] if x[0] - seq[i][0] <= OOM_REPEAT_SECONDS]
-            if len({pid for _, pid, _ in burst}) >= OOM_REPEAT_KILLS and (worst is None or len(burst) > len(worst[1])):
-                worst = (prog, burst)
+        start = 0
+        for end in range(len(seq)):  # the most kills within OOM_REPEAT_SECONDS, one pass
+            while seq[end][0] - seq[start][0] > OOM_REPEAT_SECONDS:
+                start += 1
+            n = end - start + 1
+            if n >= OOM_REPEAT_KILLS and (worst is None or n > len(worst[1])):
+                worst = (prog, seq[start:end + 1])
     if worst is None:
         counts = ", ".join(f"{p} x{len(q)}" for p, q in sorted(by_prog.items()))
         return ("memory.oom_kills_repeated", False, Evidence(
