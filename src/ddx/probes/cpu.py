@@ -7,13 +7,6 @@ that window, over all online CPUs:
   ``saturated_busy_percent`` AND a run queue at least the core count (1-minute
   load per core, which also says it has lasted) or PSI cpu "some" high (tasks
   waiting for a CPU).
-
-PSI for saturation is judged over the window itself, from the growth of its
-stall totals (``total=``, microseconds), where both reads have them: the
-``avg10`` figures lag by tens of seconds. For ``load.low`` the lower of the two
-counts: the window's includes the waits of ddx's own concurrent probes, while
-``avg10`` still holds a load that ended just before ddx looked. Without totals,
-``avg10`` is used.
 - ``cpu.steal_high``: steal time share.
 - ``load.low``: the host is mostly idle: load well under the core count, CPUs
   mostly idle, little iowait, no memory or I/O pressure (PSI), memory
@@ -21,6 +14,13 @@ counts: the window's includes the waits of ddx's own concurrent probes, while
   limit is out of memory however idle the host). It tells "the service fails
   while the machine has nothing to do" (a lock, a dependency, a limit) from
   resource exhaustion.
+
+PSI for saturation is judged over the window itself, from the growth of its
+stall totals (``total=``, microseconds), where both reads have them: the
+``avg10`` figures lag by tens of seconds. For ``load.low`` the lower of the two
+counts: the window's includes the waits of ddx's own concurrent probes, while
+``avg10`` still holds a load that ended just before ddx looked. Without totals,
+``avg10`` is used.
 
 The core count is the number of online CPUs in /proc/stat; a container's CPU
 quota (cgroup cpu.max) is not taken into account.

@@ -25,6 +25,7 @@ __all__ = [
     "parse_pids_events",
     "parse_pids_max",
     "parse_systemctl_show",
+    "pick_hogs",
     "persistent_zombies",
     "replaced_children",
     "unit_loop_reason",
@@ -318,7 +319,11 @@ def cpu_hogs(
     host's total tick delta divided by the CPU count, so no clock rate or
     wall-clock interval is needed. The host interval brackets each process's
     interval, so shares err low, never high."""
-    users = cpu_users(table, later, cpu_before, cpu_after)
+    return pick_hogs(cpu_users(table, later, cpu_before, cpu_after), core_percent, share_percent)
+
+
+def pick_hogs(users: list[Hog], core_percent: float, share_percent: float) -> tuple[list[Hog], list[Hog]]:
+    """``cpu_hogs``' rule on CPU users already measured (most first)."""
     hogs = [h for h in users if h.core_percent >= core_percent and h.share_percent >= share_percent]
     return hogs, users[:3]
 

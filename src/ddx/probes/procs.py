@@ -54,10 +54,10 @@ from ddx.model import Evidence, Finding
 from ddx.probes.base import Host, ProbeContext, probe
 from ddx.probes.procchecks import (
     CgroupPids,
+    Hog,
     LimitUse,
     cgroup_child_names,
     child_changes,
-    cpu_hogs,
     cpu_users,
     limit_uses,
     parse_listen_inodes,
@@ -65,6 +65,7 @@ from ddx.probes.procchecks import (
     parse_pids_max,
     parse_systemctl_show,
     persistent_zombies,
+    pick_hogs,
     replaced_children,
     unit_loop_reason,
     young_supervised,
@@ -667,16 +668,24 @@ def _crash_finding(
     return ctx.finding("procs.crash_loop", bool(rows), ev)
 
 
-def _hog_finding(
-    ctx: ProbeContext, t: ProcTable, later: dict[int, StatInfo], cpu_before: Any, cpu_after: Any
-) -> Finding | None:
+def _cpu_users(ctx: ProbeContext, t: ProcTable, later: dict[int, StatInfo], cpu_before: Any,
+               cpu_after: Any) -> list[Hog]:
+    """CPU use per process over the window, most first, for both CPU findings; ddx's own
+    process is left out (its other probes parse logs during the window: not the host's work)."""
+    if cpu_after.total <= cpu_before.total:
+        return []
+    try:
+        me = int(ctx.host.readlink("/proc/self"))
+    except (OSError, LookupError, TimeoutError, ValueError):
+        me = None
+    return [h for h in cpu_users(t, later, cpu_before, cpu_after) if h.proc.pid != me]
+
+
+def _hog_finding(ctx: ProbeContext, t: ProcTable, users: list[Hog], cpu_before: Any, cpu_after: Any) -> Finding | None:
     core, share = float(ctx.opt("hog_core_percent")), float(ctx.opt("hog_share_percent"))
     if cpu_after.total <= cpu_before.total:
         return None
-    me = _self_pid(ctx.host)  # ddx's own work during the window (other probes parsing logs) is not the host's
-    if me is not None and me in t.procs:
-        t = ProcTable({pid: p for pid, p in t.procs.items() if pid != me}, t.uptime, t.hz, t.btime)
-    hogs, top = cpu_hogs(t, later, cpu_before, cpu_after, core, share)
+    hogs, top = pick_hogs(users, core, share)
     shown = hogs or top
     rows = [
         _row(t, h.proc, f"-> {h.core_percent:.0f}% of one CPU, {min(h.share_percent, 100):.0f}% of busy CPU")
@@ -741,7 +750,7 @@ class _Serving:
 
 
 def _outside_finding(
-    ctx: ProbeContext, t: ProcTable, later: dict[int, StatInfo], cpu_before: Any, cpu_after: Any
+    ctx: ProbeContext, t: ProcTable, users: list[Hog], cpu_before: Any, cpu_after: Any
 ) -> Finding | None:
     """``cpu.busy_outside_services``: on a busy host, does the CPU go to the services
     (processes that accept connections, or whose parent, the same program, does: a
@@ -755,8 +764,6 @@ def _outside_finding(
     busy = 100.0 * (cpu_after.busy - cpu_before.busy) / total
     if busy < float(ctx.opt("outside_busy_percent")):
         return None
-    me = _self_pid(ctx.host)
-    users = [h for h in cpu_users(t, later, cpu_before, cpu_after) if h.proc.pid != me]
     used = sum(h.core_percent for h in users)
     if used <= 0:
         return None
@@ -794,13 +801,6 @@ def _outside_finding(
         count=len(outside),
     )
     return ctx.finding("cpu.busy_outside_services", out_pct >= share, ev)
-
-
-def _self_pid(host: Host) -> int | None:
-    try:
-        return int(host.readlink("/proc/self"))
-    except (OSError, LookupError, TimeoutError, ValueError):
-        return None
 
 
 def _guard(name: str, fn: Callable[[], Any], errors: list[str]) -> Any:
@@ -908,9 +908,11 @@ def procs(ctx: ProbeContext) -> list[Finding]:
         out.append(_guard("fork failures", lambda: _fork_finding(ctx, cgroups, events_later), errors))
     out.append(_guard("crash loops", lambda: _crash_finding(ctx, t, later, watched), errors))
     if later is not None and cpu_after is not None:
-        out.append(_guard("cpu hog", lambda: _hog_finding(ctx, t, later, cpu_before, cpu_after), errors))
-        out.append(_guard("cpu outside services", lambda: _outside_finding(ctx, t, later, cpu_before, cpu_after),
-                          errors))
+        users = _guard("cpu use", lambda: _cpu_users(ctx, t, later, cpu_before, cpu_after), errors)
+        if users is not None:
+            out.append(_guard("cpu hog", lambda: _hog_finding(ctx, t, users, cpu_before, cpu_after), errors))
+            out.append(_guard("cpu outside services", lambda: _outside_finding(ctx, t, users, cpu_before, cpu_after),
+                              errors))
     found = [f for f in out if f is not None]
     if errors and not found:
         raise RuntimeError("; ".join(errors))
