@@ -282,6 +282,31 @@ def test_probe_sees_a_real_accept_queue_overflow(stuck_listener: tuple[socket.so
             s.close()
 
 
+def test_clients_retrying_into_a_full_queue_here_are_not_a_lossy_network(
+        stuck_listener: tuple[socket.socket, int]) -> None:
+    """Local clients whose SYNs the full queue dropped send them again (TCPSynRetrans):
+    the overflow is reported, not packet loss on the way."""
+    _, port = stuck_listener
+    stop = threading.Event()
+    clients: list[socket.socket] = []
+    flood = threading.Thread(target=_flood, args=(port, stop, clients), daemon=True)
+    try:
+        flood.start()
+        time.sleep(1.5)  # the first dropped SYNs are resent after 1 s: inside the window
+        c = run_probes(LiveHost(), Config(), only=["net"], window=1.5)
+        found = {f.id: f for f in c.findings}
+        assert found["net.listen_overflows"].state is State.PRESENT
+        rt = found["net.retransmits_high"]
+        assert "SYN retransmits" in rt.evidence[0].summary, rt.evidence[0].summary  # the retries happened
+        assert "retry handshakes this host's full accept queues dropped" in rt.evidence[0].summary
+        assert rt.state is State.ABSENT, rt.evidence[0].summary
+    finally:
+        stop.set()
+        flood.join(5)
+        for s in clients:
+            s.close()
+
+
 def test_live_probe_on_this_host_gives_known_states() -> None:
     c = run_probes(LiveHost(), Config(), only=["net"], window=0.3)
     (result,) = c.results
