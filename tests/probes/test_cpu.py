@@ -194,3 +194,41 @@ def test_zero_window_is_not_applicable() -> None:
     ctx = ProbeContext(LiveHost(), dict(registry["cpu"].options), 0.0, "cpu")
     with pytest.raises(NotApplicable, match="window"):
         cpu(ctx)
+
+
+def _psi_some_avg10() -> float | None:
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return float(line.split("avg10=")[1].split()[0])
+
+
+@pytest.mark.slow
+def test_live_burst_that_just_ended_leaves_the_host_idle_and_a_running_one_saturates() -> None:
+    """Real CPU hogs, one more than the cores: saturation while they run (the window
+    sees tasks waiting); once they are killed the host is idle at once, although PSI's
+    10 s average still shows the burst."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    if _psi_some_avg10() is None:
+        pytest.skip("no PSI on this kernel")
+    n = (os.cpu_count() or 1) + 1
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        deadline = time.monotonic() + 30
+        while (_psi_some_avg10() or 0.0) < 40.0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        busy = {f.id: f for f in cpu(ProbeContext(LiveHost(), dict(registry["cpu"].options), 1.0, "cpu"))}
+        assert busy["cpu.saturated"].state is State.PRESENT, [e.summary for e in busy["cpu.saturated"].evidence]
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait(timeout=10)
+    time.sleep(0.3)
+    assert (_psi_some_avg10() or 0.0) > 20.0  # the 10 s average still holds the burst
+    idle = {f.id: f for f in cpu(ProbeContext(LiveHost(), dict(registry["cpu"].options), 1.0, "cpu"))}
+    assert idle["load.low"].state is State.PRESENT, idle["load.low"].evidence[0].summary
