@@ -498,3 +498,39 @@ def test_recorded_bundle_replays_to_the_same_findings(tmp_path: Path) -> None:
     replay = run_probes(BundleHost(path), Config(), only=["kernel"], window=0.0)
     assert [r.status for r in replay.results] == [r.status for r in live.results] == ["ok"]
     assert [f.to_dict() for f in replay.findings] == [f.to_dict() for f in live.findings]
+
+
+# A program that names itself (the kernel's OOM line says the task's comm) and touches more
+# memory than its cgroup allows: the OOM killer kills it.
+_HOG = """\
+import ctypes, sys
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)  # PR_SET_NAME
+held = b"x" * (96 << 20)
+"""
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_live_a_job_rerun_into_its_memory_limit_is_oom_killed_again_and_again() -> None:
+    """A real cgroup with a 32 MiB limit; the same job run three times is OOM-killed three
+    times, a new process each time. Writes those OOM lines to the kernel log."""
+    from ddx.drill.sandbox import Sandbox
+    from ddx.drill.scenarios.capacity import set_memory_limit
+
+    name = f"ddxoom{uuid.uuid4().hex[:6]}"
+    with Sandbox("test-kernel-oom") as sb:
+        cg = sb.memory_cgroup
+        if cg is None:
+            pytest.skip("no memory cgroup controller here")
+        set_memory_limit(cg, 32 << 20)
+        if (cg / "memory.swap.max").exists():
+            (cg / "memory.swap.max").write_text("0")
+        since = time.time()
+        time.sleep(0.05)  # the printk clock and /proc/uptime differ by a few ms
+        for _ in range(3):
+            proc = sb.spawn([sys.executable, "-c", _HOG, name])
+            assert proc.wait(timeout=30) == -9, "the job was not OOM-killed"
+    status, found = _kernel(since - 1)
+    assert status == "ok"
+    rep = found["memory.oom_kills_repeated"]
+    assert rep.state is State.PRESENT and f"{name} OOM-killed 3 times" in rep.evidence[0].summary, rep.evidence[0]
