@@ -3,6 +3,7 @@ sample pairs, and a real accept-queue overflow on a listener of our own."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import threading
@@ -256,30 +257,37 @@ def _flood(port: int, stop: threading.Event, clients: list[socket.socket], limit
         stop.wait(0.02)
 
 
-def test_probe_sees_a_real_accept_queue_overflow(stuck_listener: tuple[socket.socket, int]) -> None:
-    _, port = stuck_listener
+@contextlib.contextmanager
+def _flooding(port: int) -> Iterator[list[socket.socket]]:
+    """Connections opened at the port in the background until the block ends; then closed."""
     stop = threading.Event()
     clients: list[socket.socket] = []
     flood = threading.Thread(target=_flood, args=(port, stop, clients), daemon=True)
     try:
         flood.start()
-        deadline = time.monotonic() + 10
-        while len(clients) < 10 and time.monotonic() < deadline:  # the queue is full before the window opens
-            time.sleep(0.01)
-        c = run_probes(LiveHost(), Config(), only=["net"], window=1.0)
-        (result,) = c.results
-        assert result.status == "ok", result.reason
-        found = {f.id: f for f in c.findings}
-        lo = found["net.listen_overflows"]
-        assert lo.state is State.PRESENT
-        ev = lo.evidence[0]
-        assert f"127.0.0.1:{port} accept queue" in ev.summary
-        assert ev.value and int(ev.value) > 0  # ListenOverflows rose during the window
+        yield clients
     finally:
         stop.set()
         flood.join(5)
         for s in clients:
             s.close()
+
+
+def test_probe_sees_a_real_accept_queue_overflow(stuck_listener: tuple[socket.socket, int]) -> None:
+    _, port = stuck_listener
+    with _flooding(port) as clients:
+        deadline = time.monotonic() + 10
+        while len(clients) < 10 and time.monotonic() < deadline:  # the queue is full before the window opens
+            time.sleep(0.01)
+        c = run_probes(LiveHost(), Config(), only=["net"], window=1.0)
+    (result,) = c.results
+    assert result.status == "ok", result.reason
+    found = {f.id: f for f in c.findings}
+    lo = found["net.listen_overflows"]
+    assert lo.state is State.PRESENT
+    ev = lo.evidence[0]
+    assert f"127.0.0.1:{port} accept queue" in ev.summary
+    assert ev.value and int(ev.value) > 0  # ListenOverflows rose during the window
 
 
 def test_clients_retrying_into_a_full_queue_here_are_not_a_lossy_network(
@@ -287,24 +295,15 @@ def test_clients_retrying_into_a_full_queue_here_are_not_a_lossy_network(
     """Local clients whose SYNs the full queue dropped send them again (TCPSynRetrans):
     the overflow is reported, not packet loss on the way."""
     _, port = stuck_listener
-    stop = threading.Event()
-    clients: list[socket.socket] = []
-    flood = threading.Thread(target=_flood, args=(port, stop, clients), daemon=True)
-    try:
-        flood.start()
+    with _flooding(port):
         time.sleep(1.5)  # the first dropped SYNs are resent after 1 s: inside the window
         c = run_probes(LiveHost(), Config(), only=["net"], window=1.5)
-        found = {f.id: f for f in c.findings}
-        assert found["net.listen_overflows"].state is State.PRESENT
-        rt = found["net.retransmits_high"]
-        assert "SYN retransmits" in rt.evidence[0].summary, rt.evidence[0].summary  # the retries happened
-        assert "retry handshakes this host's full accept queues dropped" in rt.evidence[0].summary
-        assert rt.state is State.ABSENT, rt.evidence[0].summary
-    finally:
-        stop.set()
-        flood.join(5)
-        for s in clients:
-            s.close()
+    found = {f.id: f for f in c.findings}
+    assert found["net.listen_overflows"].state is State.PRESENT
+    rt = found["net.retransmits_high"]
+    assert "SYN retransmits" in rt.evidence[0].summary, rt.evidence[0].summary  # the retries happened
+    assert "retry handshakes this host's full accept queues dropped" in rt.evidence[0].summary
+    assert rt.state is State.ABSENT, rt.evidence[0].summary
 
 
 def test_live_probe_on_this_host_gives_known_states() -> None:
