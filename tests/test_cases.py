@@ -7,8 +7,8 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import OWN_CASES, ROOT, SEEDS, SHARED
+
 from ddx.cases import load_case
 from ddx.engine.diagnosis import diagnose
 

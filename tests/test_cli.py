@@ -7,8 +7,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from conftest import ROOT, SEEDS, run_ddx
+
 from ddx import __version__
 from ddx.cli import COMMAND_MODULES, build_parser
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, SHARED, run_ddx
+
 from ddx.errors import KBError
 from ddx.kb.catalog import conditions_markdown, findings_markdown
-from ddx.kb.loader import DATA_DIR, load_kb, lint_paths
+from ddx.kb.loader import DATA_DIR, lint_paths, load_kb
 
 
 def test_every_contract_finding_is_in_the_vocabulary(kb):

@@ -41,7 +41,13 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "src"))
 
 from alertmap import conditions_named  # noqa: E402
-from prometheus import VARIANTS, MonitorError, Monitors, alert_timeline, summarise_variant  # noqa: E402
+from prometheus import (  # noqa: E402
+    VARIANTS,
+    MonitorError,
+    Monitors,
+    alert_timeline,
+    summarise_variant,
+)
 from report import (  # noqa: E402
     ACCURACY_BEGIN,
     ACCURACY_END,
@@ -169,7 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from ddx.drill.runner import run_scenario
-    from ddx.drill.sandbox import DRILL_ROOT, Sandbox, SandboxError, signals_as_exceptions
+    from ddx.drill.sandbox import (
+        DRILL_ROOT,
+        Sandbox,
+        SandboxError,
+        signals_as_exceptions,
+    )
     from ddx.drill.scenarios import all_scenarios
     from ddx.drill.stack import missing_requirements
 

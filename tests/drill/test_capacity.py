@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from drillcheck import diagnose_json, present, run_passing
 
 from ddx.drill.runner import run_scenario
 from ddx.drill.scenarios import all_scenarios
 from ddx.drill.scenarios.capacity import working_set
 from ddx.drill.stack import Stack
-from drillcheck import diagnose_json, present, run_passing
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from drillcheck import diagnose_json, present, run_passing
 
 from ddx.drill.stack import Stack
-from drillcheck import diagnose_json, present, run_passing
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

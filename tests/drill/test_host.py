@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from drillcheck import diagnose_json, present
 
 from ddx.drill.runner import DrillResult, run_scenario
 from ddx.drill.scenarios import all_scenarios
 from ddx.drill.stack import Stack
-from drillcheck import diagnose_json, present
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

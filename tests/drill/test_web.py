@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from drillcheck import diagnose_json, present, run_passing
 
 from ddx.drill.stack import Stack
-from drillcheck import diagnose_json, present, run_passing
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

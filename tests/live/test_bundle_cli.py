@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import jsonschema
-
 from live_helpers import ROOT
 
 SCHEMA = json.loads((ROOT / "docs" / "schema" / "diagnosis.schema.json").read_text())

@@ -15,9 +15,19 @@ import time
 from pathlib import Path
 
 import pytest
+from live_helpers import (
+    ROOT,
+    as_user,
+    diagnose,
+    present,
+    ranked,
+    spawn,
+    tmpfs,
+    wait_for,
+    write_config,
+)
 
 from ddx.drill.sandbox import free_port as _free_port
-from live_helpers import ROOT, as_user, diagnose, present, ranked, spawn, tmpfs, wait_for, write_config
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from ddx.logs.permissions import Creds, access_problem, ancestors, denied_path, parse_creds, parse_names
+from ddx.logs.permissions import (
+    Creds,
+    access_problem,
+    ancestors,
+    denied_path,
+    parse_creds,
+    parse_names,
+)
 
 
 @pytest.mark.parametrize(("line", "path"), [

@@ -15,9 +15,17 @@ import pytest
 
 from ddx.config import Config
 from ddx.errors import UsageError
-from ddx.host import BundleHost, LiveHost, RecordingHost, build_bundle, redact_cmdline, redact_text
+from ddx.host import (
+    BundleHost,
+    CommandResult,
+    LiveHost,
+    RecordingHost,
+    build_bundle,
+    redact_cmdline,
+    redact_text,
+)
 from ddx.model import Evidence
-from ddx.probes.base import CommandResult, ProbeContext, probe, registry
+from ddx.probes.base import ProbeContext, probe, registry
 from ddx.probes.runner import run_probes
 
 SECRETS = ("hunter2", "s3cr3tpw", "SECRETVALUE", "tok_abcdef123456", "topsecret-env")

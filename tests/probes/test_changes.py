@@ -19,7 +19,7 @@ import pytest
 from ddx.host import LiveHost
 from ddx.model import State
 from ddx.probes.base import ProbeContext, registry
-from ddx.probes.changes import (
+from ddx.probes.history.changes import (
     FINDINGS,
     Change,
     _dedupe_packages,
@@ -464,8 +464,8 @@ def test_service_restart_then_errors(root, monkeypatch):
     began = found["change.errors_began_after_change"]
     assert began.state is State.PRESENT
     assert "after restart change: service nginx.service (re)started" in began.evidence[0].summary
-    from ddx.probes.changes import find_restarts
-    from ddx.probes.logtime import local_zone
+    from ddx.probes.history.changes import find_restarts
+    from ddx.probes.parsers.logtime import local_zone
 
     restarts = find_restarts(LiveHost(root=str(root)), local_zone(), 300)
     assert [(c.what, c.time) for c in restarts] == [("service nginx.service (re)started", float(int(now - 300)))]

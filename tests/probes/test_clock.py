@@ -12,7 +12,8 @@ import pytest
 from ddx.config import Config
 from ddx.host import BundleHost, LiveHost
 from ddx.model import State
-from ddx.probes.clock import (
+from ddx.probes.runner import run_probes
+from ddx.probes.system.clock import (
     ADJTIMEX_PROGRAM,
     FINDING,
     ClockState,
@@ -24,7 +25,6 @@ from ddx.probes.clock import (
     parse_timedatectl,
     read_kernel_clock,
 )
-from ddx.probes.runner import run_probes
 
 CHRONY_OK = (
     "A9FEA97B,169.254.169.123,4,1795325997.123456789,-0.000012345,-0.000003210,0.000021000,"

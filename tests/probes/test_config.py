@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from ddx.config import Config, load_config, probe_options, probe_timeout, render_config_doc
+from ddx.config import (
+    Config,
+    load_config,
+    probe_options,
+    probe_timeout,
+    render_config_doc,
+)
 from ddx.errors import ConfigError
 from ddx.probes import load_probes
 from ddx.probes.base import registry

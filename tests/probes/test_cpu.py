@@ -9,7 +9,7 @@ import pytest
 from ddx.host import BundleHost, LiveHost, build_bundle
 from ddx.model import Finding, State
 from ddx.probes.base import ProbeContext, registry
-from ddx.probes.cpu import CpuTimes, cpu, cpu_shares, parse_loadavg, parse_stat
+from ddx.probes.system.cpu import CpuTimes, cpu, cpu_shares, parse_loadavg, parse_stat
 
 STAT = """\
 cpu  {user} 0 {system} {idle} {iowait} 0 0 {steal} 0 0

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from ddx.host import LiveHost, build_bundle, BundleHost
+from ddx.host import BundleHost, LiveHost, VfsResult, build_bundle
 from ddx.model import Finding, State
-from ddx.probes.base import ProbeContext, VfsResult, registry
-from ddx.probes.disk import (
+from ddx.probes.base import ProbeContext, registry
+from ddx.probes.system.disk import (
     DiskStat,
     disk,
     io_latency,

@@ -22,8 +22,13 @@ from ddx.engine.diagnosis import diagnose
 from ddx.host import LiveHost
 from ddx.kb.loader import load_kb
 from ddx.model import Finding, State
-from ddx.probes.drift import expand_glob, http_status, parse_ss_listeners, tcp_check
 from ddx.probes.runner import run_probes
+from ddx.probes.services.drift import (
+    expand_glob,
+    http_status,
+    parse_ss_listeners,
+    tcp_check,
+)
 
 # A tiny HTTP server answering every GET with the status given on its command line.
 HTTP_SERVER = """
@@ -225,7 +230,7 @@ def test_a_listener_with_a_full_accept_queue_is_saturated_not_missing(tmp_path: 
         assert status == "ok", reason
         ev = f["config.references_unreachable_endpoint"].evidence[0]
         assert ev.value == 1 and f"127.0.0.1:{dead}: connection refused" in ev.samples[0]
-        assert f"listens on it (a full accept queue" in ev.summary and f"127.0.0.1:{port}" in ev.summary
+        assert "listens on it (a full accept queue" in ev.summary and f"127.0.0.1:{port}" in ev.summary
         env.write_text(f"BACKEND_URL=http://127.0.0.1:{port}/\n")
         status, f, reason = run_drift({"paths": [str(env)], "connect_timeout": 0.5})
         fd = f["config.references_unreachable_endpoint"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ddx.probes.endpoints import (
+from ddx.probes.parsers.endpoints import (
     Endpoint,
     parse_nginx,
     parse_settings,

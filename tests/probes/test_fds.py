@@ -19,8 +19,8 @@ from ddx.config import Config
 from ddx.host import BundleHost, LiveHost, build_bundle
 from ddx.model import Finding, State
 from ddx.probes.base import ProbeContext, registry
-from ddx.probes.fds import FdUse, fd_candidates, fds
 from ddx.probes.runner import run_probes
+from ddx.probes.system.fds import FdUse, fd_candidates, fds
 
 LIMITS = """\
 Limit                     Soft Limit           Hard Limit           Units     

@@ -19,12 +19,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-import ddx.probes.haproxy  # noqa: F401 - registers the probe
+import ddx.probes.services.haproxy  # noqa: F401 - registers the probe
 from ddx.config import Config
 from ddx.drill.sandbox import free_port
 from ddx.host import LiveHost
 from ddx.model import State
-from ddx.probes.haproxy import (
+from ddx.probes.runner import run_probes
+from ddx.probes.services.haproxy import (
     config_paths,
     fetch_stats_url,
     judge,
@@ -32,7 +33,6 @@ from ddx.probes.haproxy import (
     parse_show_stat,
     query_socket,
 )
-from ddx.probes.runner import run_probes
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 

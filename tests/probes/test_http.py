@@ -20,10 +20,9 @@ import pytest
 
 from ddx.config import Config
 from ddx.drill.sandbox import free_port
-from ddx.host import LiveHost, build_bundle
+from ddx.host import BundleHost, CommandResult, LiveHost, build_bundle
 from ddx.model import State
-from ddx.probes.base import CommandResult
-from ddx.probes.httpparse import (
+from ddx.probes.parsers.httpparse import (
     AccessRecord,
     judge_access,
     nginx_info,
@@ -34,7 +33,6 @@ from ddx.probes.httpparse import (
     parse_stub_status,
 )
 from ddx.probes.runner import run_probes
-from ddx.host import BundleHost
 
 NGINX = "/usr/sbin/nginx"
 

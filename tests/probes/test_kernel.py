@@ -24,8 +24,7 @@ from ddx.config import Config
 from ddx.host import LiveHost
 from ddx.model import State
 from ddx.probes.base import registry
-from ddx.probes.kernel import FINDINGS, PRESENT_ONLY, KernelLog, judge
-from ddx.probes.kmsg import (
+from ddx.probes.parsers.kmsg import (
     KernelLine,
     boot_epoch,
     classify,
@@ -34,8 +33,9 @@ from ddx.probes.kmsg import (
     parse_kmsg,
     program_key,
 )
-from ddx.probes.logtime import iso
+from ddx.probes.parsers.logtime import iso
 from ddx.probes.runner import run_probes
+from ddx.probes.system.kernel import FINDINGS, PRESENT_ONLY, KernelLog, judge
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

@@ -27,7 +27,7 @@ from ddx.config import Config
 from ddx.host import LiveHost
 from ddx.model import State
 from ddx.probes.base import ProbeContext, registry
-from ddx.probes.logfiles import (
+from ddx.probes.history.logfiles import (
     FINDINGS,
     MINED,
     PERMS,
@@ -41,7 +41,7 @@ from ddx.probes.logfiles import (
     stall,
     typical_gap,
 )
-from ddx.probes.logtime import TimeParser, ago, iso, parse_time
+from ddx.probes.parsers.logtime import TimeParser, ago, iso, parse_time
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 22, 6, 0, 0, tzinfo=UTC).timestamp()

@@ -19,7 +19,8 @@ from ddx.config import Config
 from ddx.drill.sandbox import free_port
 from ddx.host import LiveHost
 from ddx.model import State
-from ddx.probes.cacheproto import (
+from ddx.probes.runner import run_probes
+from ddx.probes.services.cacheproto import (
     Listening,
     ProbeTargetError,
     memcached_query,
@@ -27,8 +28,7 @@ from ddx.probes.cacheproto import (
     parse_ss_owners,
     parse_target,
 )
-from ddx.probes.memcached import judge
-from ddx.probes.runner import run_probes
+from ddx.probes.services.memcached import judge
 
 MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
 
@@ -404,6 +404,6 @@ def test_refuses_to_talk_to_the_network_on_a_replayed_bundle() -> None:
 
     host = BundleHost.__new__(BundleHost)  # no bundle needed: the probe must refuse before any read
     with pytest.raises(ProbeTargetError, match="not recorded in bundles"):
-        from ddx.probes.cacheproto import live_network
+        from ddx.probes.services.cacheproto import live_network
 
         live_network(host)

@@ -9,12 +9,12 @@ import pytest
 from ddx.host import BundleHost, LiveHost, build_bundle
 from ddx.model import Finding, State
 from ddx.probes.base import ProbeContext, registry
-from ddx.probes.memory import (
+from ddx.probes.system.memory import (
     available_bytes,
     cgroup_memory,
     memory,
-    parse_memory_limit,
     parse_meminfo,
+    parse_memory_limit,
     parse_vmstat,
 )
 

@@ -25,7 +25,8 @@ from ddx.engine.diagnosis import diagnose
 from ddx.host import LiveHost
 from ddx.kb.loader import load_kb
 from ddx.model import State
-from ddx.probes.mysql import (
+from ddx.probes.runner import run_probes
+from ddx.probes.services.mysql import (
     MyTarget,
     Reading,
     column_max,
@@ -37,7 +38,6 @@ from ddx.probes.mysql import (
     parse_ss_unix,
     parse_vertical,
 )
-from ddx.probes.runner import run_probes
 
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
 

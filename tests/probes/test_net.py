@@ -17,7 +17,8 @@ from ddx.config import Config
 from ddx.host import LiveHost
 from ddx.model import State
 from ddx.probes.base import registry
-from ddx.probes.net import (
+from ddx.probes.runner import run_probes
+from ddx.probes.system.net import (
     DEFAULTS,
     FINDINGS,
     IfCounters,
@@ -29,7 +30,6 @@ from ddx.probes.net import (
     parse_proc_tcp_listen,
     parse_ss_listen,
 )
-from ddx.probes.runner import run_probes
 
 SNMP = """\
 Ip: Forwarding DefaultTTL InReceives InHdrErrors InAddrErrors ForwDatagrams InUnknownProtos InDiscards InDelivers OutRequests OutDiscards OutNoRoutes ReasmTimeout ReasmReqds ReasmOKs ReasmFails FragOKs FragFails FragCreates OutTransmits

@@ -18,7 +18,9 @@ from ddx.drill.sandbox import free_port as _free_port
 from ddx.engine.diagnosis import diagnose
 from ddx.host import LiveHost
 from ddx.kb.loader import load_kb
-from ddx.probes.pools import (
+from ddx.probes.parsers.proctable import Proc
+from ddx.probes.runner import run_probes
+from ddx.probes.services.pools import (
     PoolSample,
     busy_from_sockets,
     judge,
@@ -28,8 +30,6 @@ from ddx.probes.pools import (
     parse_uwsgi_stats,
     worker_mode,
 )
-from ddx.probes.proctable import Proc
-from ddx.probes.runner import run_probes
 
 # php-fpm 8.2 status page, plain and ?json (fields as php-fpm prints them).
 FPM_TEXT = """\

@@ -27,7 +27,8 @@ from ddx.engine.diagnosis import diagnose
 from ddx.host import LiveHost
 from ddx.kb.loader import load_kb
 from ddx.model import State
-from ddx.probes.postgres import (
+from ddx.probes.runner import run_probes
+from ddx.probes.services.postgres import (
     PgTarget,
     Reading,
     judge,
@@ -36,7 +37,6 @@ from ddx.probes.postgres import (
     parse_psql_output,
     pg_target_from_url,
 )
-from ddx.probes.runner import run_probes
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 

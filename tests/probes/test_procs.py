@@ -19,23 +19,10 @@ import pytest
 
 from ddx.config import Config
 from ddx.errors import ConfigError
-from ddx.host import BundleHost, LiveHost, RecordingHost, build_bundle
+from ddx.host import BundleHost, LiveHost, RecordingHost, StatResult, build_bundle
 from ddx.model import Finding, State
-from ddx.probes.base import ProbeContext, StatResult, registry
-from ddx.probes.procchecks import (
-    cgroup_child_names,
-    child_changes,
-    cpu_hogs,
-    limit_uses,
-    parse_listen_inodes,
-    parse_pids_events,
-    parse_pids_max,
-    parse_systemctl_show,
-    persistent_zombies,
-    unit_loop_reason,
-)
-from ddx.probes.procs import _SHOW_PROPS, MAX_SAMPLES, procs, read_proc_table
-from ddx.probes.proctable import (
+from ddx.probes.base import ProbeContext, registry
+from ddx.probes.parsers.proctable import (
     Proc,
     ProcTable,
     fmt_age,
@@ -52,7 +39,20 @@ from ddx.probes.proctable import (
     program_of,
 )
 from ddx.probes.runner import run_probes
-from ddx.probes.workers import (
+from ddx.probes.system.procchecks import (
+    cgroup_child_names,
+    child_changes,
+    cpu_hogs,
+    limit_uses,
+    parse_listen_inodes,
+    parse_pids_events,
+    parse_pids_max,
+    parse_systemctl_show,
+    persistent_zombies,
+    unit_loop_reason,
+)
+from ddx.probes.system.procs import _SHOW_PROPS, MAX_SAMPLES, procs, read_proc_table
+from ddx.probes.system.workers import (
     adopted,
     find_excess,
     find_managers,

@@ -13,15 +13,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from test_memcached import fake_server, free_port, stop, top_condition, wait_listening
 
 from ddx.config import Config
 from ddx.host import LiveHost
 from ddx.model import State
-from ddx.probes.cacheproto import Incomplete, RespError, encode_command, parse_info_fields, parse_redis_info, parse_resp
-from ddx.probes.redis import judge
 from ddx.probes.runner import run_probes
-
-from test_memcached import fake_server, free_port, stop, top_condition, wait_listening
+from ddx.probes.services.cacheproto import (
+    Incomplete,
+    RespError,
+    encode_command,
+    parse_info_fields,
+    parse_redis_info,
+    parse_resp,
+)
+from ddx.probes.services.redis import judge
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 

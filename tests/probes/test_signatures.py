@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from ddx.probes.signatures import SIGNATURES, candidate_lines, is_debug, match_line, says_problem, signature_findings
+from ddx.probes.parsers.signatures import (
+    SIGNATURES,
+    candidate_lines,
+    is_debug,
+    match_line,
+    says_problem,
+    signature_findings,
+)
 
 LOGHUB = Path("/work/shared/data/loghub2k")
 

@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_http import NGINX, Nginx, free_port, tcp_server
 
 from ddx.config import Config
-from ddx.host import BundleHost, LiveHost, build_bundle
+from ddx.host import BundleHost, CommandResult, LiveHost, build_bundle
 from ddx.model import State
-from ddx.probes.base import CommandResult
 from ddx.probes.runner import run_probes
-from ddx.probes.tls import cert_info, judge_cert
-from test_http import NGINX, Nginx, free_port, tcp_server
+from ddx.probes.services.tls import cert_info, judge_cert
 
 crypto = pytest.importorskip("cryptography")
 from cryptography import x509  # noqa: E402

@@ -47,13 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"ddx.cli.{name}")
-        except ModuleNotFoundError as exc:  # a command whose module is not built yet
-            if exc.name == f"ddx.cli.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"ddx.cli.{name}").register(sub)
     return parser
 
 

@@ -45,10 +45,8 @@ def register(sub: Any) -> None:
     out.add_argument("--top", type=int, default=5, metavar="N", help="hypotheses shown in the terminal view (default 5)")
     out.add_argument("--checks", type=int, default=3, metavar="N", help="next checks to propose (default 3)")
     out.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour the terminal view")
-    try:
-        from ddx.cli.collect import add_collection_options
-    except ModuleNotFoundError:
-        return
+    from ddx.cli.collect import add_collection_options
+
     add_collection_options(p)
 
 
@@ -100,12 +98,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _collect(args: argparse.Namespace, vocab: Any) -> tuple[list[Any], dict[str, Any]]:
     """Probe the live host (or replay a bundle); keep only findings of the vocabulary."""
-    from ddx.errors import UsageError
 
-    try:
-        from ddx.cli.collect import collection_from_args
-    except ModuleNotFoundError:
-        raise UsageError("host probes are not available in this build: use --case or --no-probes") from None
+    from ddx.cli.collect import collection_from_args
+
     col = collection_from_args(args, args.bundle)
     findings = [f for f in col.findings if f.id in vocab]
     probes = [r.to_dict() for r in col.results]

@@ -26,7 +26,13 @@ from ddx.errors import UsageError
 from ddx.host import probe_scope
 from ddx.model import Finding, merge_findings
 from ddx.probes import load_probes
-from ddx.probes.base import NotApplicable, ProbeContext, ProbeResult, ProbeSpec, registry
+from ddx.probes.base import (
+    NotApplicable,
+    ProbeContext,
+    ProbeResult,
+    ProbeSpec,
+    registry,
+)
 
 __all__ = ["Collection", "run_probes", "select_probes"]
 

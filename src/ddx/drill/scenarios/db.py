@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ddx.drill.scenarios import Scenario, register
 from ddx.drill.sandbox import SandboxError
+from ddx.drill.scenarios import Scenario, register
 from ddx.drill.stack import APP_USER, DB_PASSWORD, SYSTEM_PYTHON, Stack
 
 INT4_MAX = 2**31 - 1

@@ -1,0 +1,173 @@
+"""The running machine as a Host.
+
+Every call is time-boxed and *abandonable*: filesystem calls run in a daemon
+worker thread that the caller stops waiting for after the timeout
+(``TimeoutError``); commands run in their own process group, killed as a whole
+on timeout. A sick host therefore cannot hang ddx. ``root=`` points the file
+calls at another tree (a fixture ``/proc``), like glances' ``proc_root``;
+commands still run on the live host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import stat as stat_mod
+import subprocess
+import time as time_mod
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from ddx.host.base import CommandResult, StatResult, VfsResult
+from ddx.host.calls import effective_timeout, pool_call
+
+__all__ = ["LiveHost"]
+
+T = TypeVar("T")
+
+
+def _read_bytes(path: str, max_bytes: int, tail: bool) -> bytes:
+    """Read at most ``max_bytes``: the head, or with ``tail`` the end. A regular
+    file is seeked, so a 10 GB log costs what a small one does; pseudo-files
+    (size 0 in /proc) are streamed keeping only the last ``max_bytes``."""
+    with open(path, "rb", buffering=0) as fh:
+        st = os.fstat(fh.fileno())
+        if not tail:
+            chunks, left = [], max_bytes
+            while left > 0:
+                b = fh.read(min(left, 1 << 20))
+                if not b:
+                    break
+                chunks.append(b)
+                left -= len(b)
+            return b"".join(chunks)
+        if stat_mod.S_ISREG(st.st_mode) and st.st_size > 0:
+            if st.st_size > max_bytes:
+                fh.seek(st.st_size - max_bytes)
+            data = bytearray()
+            while len(data) < max_bytes + (1 << 16):  # the file may grow while we read
+                b = fh.read(1 << 20)
+                if not b:
+                    break
+                data += b
+            return bytes(data[-max_bytes:]) if max_bytes else b""
+        buf = bytearray()
+        while True:
+            b = fh.read(1 << 20)
+            if not b:
+                break
+            buf += b
+            if len(buf) > 2 * max_bytes + (1 << 20):
+                del buf[: len(buf) - max_bytes]
+        return bytes(buf[-max_bytes:]) if max_bytes else b""
+
+
+def _listdir(path: str) -> list[str]:
+    return sorted(os.listdir(path))
+
+
+def _stat(path: str) -> StatResult:
+    st = os.stat(path)
+    return StatResult(st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime, st.st_ctime, st.st_ino, st.st_nlink)
+
+
+def _statvfs(path: str) -> VfsResult:
+    v = os.statvfs(path)
+    return VfsResult(
+        total=v.f_blocks * v.f_frsize,
+        free=v.f_bavail * v.f_frsize,
+        files=v.f_files,
+        files_free=v.f_favail,
+        readonly=bool(v.f_flag & os.ST_RDONLY),
+    )
+
+
+class LiveHost:
+    """The running machine. ``root`` prefixes every path of the file calls
+    (tests point it at a fixture tree); ``default_timeout`` bounds each call."""
+
+    def __init__(self, root: str = "/", default_timeout: float = 2.0) -> None:
+        self.root = os.path.abspath(root)
+        self.default_timeout = default_timeout
+        self.name = self._hostname()
+        self.live = True
+
+    def _hostname(self) -> str:
+        if self.root != "/":
+            for p in ("etc/hostname", "proc/sys/kernel/hostname"):
+                try:
+                    with open(os.path.join(self.root, p), encoding="utf-8", errors="replace") as fh:
+                        name = fh.read().strip()
+                    if name:
+                        return name
+                except OSError:
+                    pass
+        return socket.gethostname()
+
+    def _path(self, path: str) -> str:
+        if self.root == "/":
+            return path
+        return os.path.join(self.root, path.lstrip("/"))
+
+    def _call(self, fn: Callable[..., T], what: str, *args: Any) -> T:
+        return pool_call(fn, args, effective_timeout(self.default_timeout, what), what)
+
+    def read_text(self, path: str, *, max_bytes: int = 4 << 20, tail: bool = False) -> str:
+        data = self._call(_read_bytes, f"read {path}", self._path(path), max_bytes, tail)
+        return data.decode("utf-8", errors="replace")
+
+    def listdir(self, path: str) -> list[str]:
+        return self._call(_listdir, f"listdir {path}", self._path(path))
+
+    def stat(self, path: str) -> StatResult:
+        return self._call(_stat, f"stat {path}", self._path(path))
+
+    def statvfs(self, path: str) -> VfsResult:
+        return self._call(_statvfs, f"statvfs {path}", self._path(path))
+
+    def readlink(self, path: str) -> str:
+        return self._call(os.readlink, f"readlink {path}", self._path(path))
+
+    def run(self, argv: list[str], *, timeout: float = 2.0, env: Mapping[str, str] | None = None) -> CommandResult:
+        """Run ``argv`` (never a shell) in a new session with a C locale; on
+        timeout kill its whole process group and raise ``TimeoutError``.
+        ``env`` adds variables for the child only (passwords: never in argv)."""
+        what = f"command {' '.join(argv)[:80]}"
+        t = effective_timeout(timeout, what)
+        env = dict(os.environ, **(env or {}), LC_ALL="C", LANG="C")
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env=env,
+        )
+        try:
+            out, err = proc.communicate(timeout=t)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.kill()
+            try:
+                proc.communicate(timeout=0.5)
+            except subprocess.TimeoutExpired:  # a grandchild left the group and holds the pipes
+                for f in (proc.stdout, proc.stderr):
+                    with contextlib.suppress(OSError):
+                        f.close()  # type: ignore[union-attr]
+            raise TimeoutError(f"{what} did not finish within {t:.1f}s (killed)") from None
+        return CommandResult(
+            tuple(argv),
+            proc.returncode,
+            out.decode("utf-8", errors="replace"),
+            err.decode("utf-8", errors="replace"),
+        )
+
+    def time(self) -> float:
+        return time_mod.time()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time_mod.sleep(seconds)

@@ -1,0 +1,1 @@
+"""Probes of what happened before ddx looked: changes (packages, configuration, deploys, restarts) and log files."""

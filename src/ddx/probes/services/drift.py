@@ -1,0 +1,601 @@
+"""Configuration drift and unready backends: the addresses the configuration names, checked.
+
+**Drift** (``config.references_unreachable_endpoint``). The probe reads nginx's
+configuration (``nginx_conf``, following ``include`` lines and their globs) and
+application settings files (``paths``, plus a short list of usual places when
+``discover`` is on), extracts every dependency address with the pure parsers
+of ``ddx.probes.parsers.endpoints``, and opens one TCP connection to each unique
+``host:port`` (names resolved first, in a thread with its own timeout). An
+address that refuses, times out or does not resolve is reported with the file
+and line that names it. Only parsed addresses are ever resolved or connected
+to; a connection is closed as soon as it is made (nothing is sent). A name
+that does not resolve is also a DNS symptom: the evidence says so (the dns
+probe judges DNS itself).
+
+**Unready backends** (``change.backend_added_recently``,
+``http.errors_single_backend``) live here too, because they need the same
+parsed nginx ``upstream`` blocks. For each upstream that nginx proxies over
+plain HTTP and that has at least two TCP servers, the probe sends one
+``GET health_path`` to every server and compares: a backend answering 5xx
+(or garbage) while a peer answers below 500 is ``errors_single_backend``.
+A backend was "added recently" when the file naming it changed within
+``recent_minutes``, or when the process listening on its port on this host
+started within ``recent_minutes`` (from ``ss -ltnp`` and ``/proc/PID/stat``).
+Limits: a restart for a deploy also makes a young process (the knowledge base
+weighs ``change.recent_deploy`` beside it); remote backends are judged by the
+config file's time only; ``https://`` upstreams and access logs with
+``$upstream_addr`` are not read here (the http probe mines access logs).
+
+Network I/O happens only in ``tcp_check`` and ``http_status`` and only on a
+live host: a replayed bundle did not record those exchanges, so the probe
+fails there with "not recorded" and its findings stay unknown.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import posixpath
+import re
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from ddx.errors import ConfigError, ProbeError
+from ddx.host import Host, is_live
+from ddx.model import Evidence, Finding
+from ddx.probes.base import NotApplicable, ProbeContext, probe
+from ddx.probes.parsers.endpoints import (
+    Endpoint,
+    Upstream,
+    parse_nginx,
+    parse_settings,
+    without_upstream_names,
+)
+from ddx.probes.parsers.proctable import clk_tck, fmt_age, parse_stat, parse_uptime
+from ddx.probes.system.net import listening_sockets
+
+__all__ = [
+    "Check",
+    "drift",
+    "expand_glob",
+    "http_status",
+    "parse_ss_listeners",
+    "read_nginx",
+    "tcp_check",
+]
+
+FINDINGS = (
+    "config.references_unreachable_endpoint",
+    "change.backend_added_recently",
+    "http.errors_single_backend",
+)
+
+# Where application settings usually live (deploy layouts of Capistrano, Laravel, Django, Rails,
+# Node apps). Kept short: each glob costs a few listdir calls.
+DISCOVER_GLOBS = [
+    "/srv/*/.env",
+    "/srv/*/current/.env",
+    "/srv/*/shared/.env",
+    "/srv/*/config/*.yml",
+    "/srv/*/current/config/*.yml",
+    "/var/www/*/.env",
+    "/var/www/*/current/.env",
+    "/var/www/*/config/*.yml",
+    "/opt/*/.env",
+    "/opt/*/config/*.yml",
+    "/etc/memcached_servers",
+]
+MAX_FILES = 200
+MAX_FILE_BYTES = 512 << 10
+MAX_SAMPLES = 8
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one TCP connect (or HTTP request): ``ok`` or the error."""
+
+    ok: bool
+    error: str = ""  # "connection refused", "timed out after 1.0s", "does not resolve: ..."
+    status: int | None = None  # HTTP status when an HTTP request was made
+    ip: str = ""
+
+
+# --- network: the only two functions that touch a socket ------------------------------
+
+
+def _resolve(host: str, port: int, timeout: float) -> list[tuple[Any, ...]]:
+    """``getaddrinfo`` in a daemon thread: the resolver has no timeout of its own."""
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            box["v"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            box["e"] = exc
+        done.set()
+
+    threading.Thread(target=work, daemon=True, name="ddx-resolve").start()
+    if not done.wait(timeout):
+        raise TimeoutError(f"resolving {host} took longer than {timeout:.1f}s")
+    if "e" in box:
+        raise box["e"]
+    return list(box["v"])
+
+
+def _connect(host: str, port: int, resolve_timeout: float, timeout: float) -> tuple[socket.socket | None, Check]:
+    try:
+        infos = _resolve(host, port, resolve_timeout)
+    except (OSError, TimeoutError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) and exc.strerror else str(exc)
+        return None, Check(False, f"does not resolve ({reason})")
+    last = "no address"
+    for family, stype, proto, _, addr in infos[:4]:
+        s = socket.socket(family, stype, proto)
+        s.settimeout(timeout)
+        try:
+            s.connect(addr)
+            return s, Check(True, ip=str(addr[0]))
+        except TimeoutError:
+            last = f"timed out after {timeout:.1f}s"
+        except ConnectionRefusedError:
+            last = "connection refused"
+        except OSError as exc:
+            last = exc.strerror or str(exc)
+        s.close()
+    return None, Check(False, last, ip=str(infos[0][4][0]) if infos else "")
+
+
+def tcp_check(host: str, port: int, resolve_timeout: float = 1.0, timeout: float = 1.0) -> Check:
+    """Resolve ``host`` and open (then close) one TCP connection to it."""
+    s, res = _connect(host, port, resolve_timeout, timeout)
+    if s is not None:
+        s.close()
+    return res
+
+
+def http_status(host: str, port: int, path: str, timeout: float = 1.5) -> Check:
+    """One ``GET path`` over HTTP/1.0; the status code, or why there is none."""
+    s, res = _connect(host, port, timeout, timeout)
+    if s is None:
+        return res
+    try:
+        hosthdr = f"[{host}]" if ":" in host else host
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: {hosthdr}:{port}\r\nUser-Agent: ddx\r\n\r\n".encode())
+        data = b""
+        while b"\r\n" not in data and len(data) < 4096:
+            chunk = s.recv(1024)
+            if not chunk:
+                break
+            data += chunk
+    except TimeoutError:
+        return Check(False, f"no answer within {timeout:.1f}s after connect", ip=res.ip)
+    except OSError as exc:
+        return Check(False, exc.strerror or str(exc), ip=res.ip)
+    finally:
+        s.close()
+    m = re.match(rb"HTTP/\d(?:\.\d)? (\d{3})", data)
+    if not m:
+        return Check(False, f"not an HTTP answer: {data[:40]!r}" if data else "closed without an answer", ip=res.ip)
+    return Check(True, status=int(m.group(1)), ip=res.ip)
+
+
+# --- files through the Host -----------------------------------------------------------
+
+
+def expand_glob(host: Host, pattern: str, limit: int = MAX_FILES) -> list[str]:
+    """Paths matching an absolute glob (``*``, ``?``, ``[...]`` per component),
+    found with ``host.listdir``; hidden names match only a pattern that starts
+    with a dot (shell rules). Sorted, at most ``limit``."""
+    parts = [p for p in pattern.split("/") if p]
+    paths = ["/"]
+    for i, part in enumerate(parts):
+        nxt: list[str] = []
+        for base in paths:
+            if not re.search(r"[*?\[]", part):
+                cand = posixpath.join(base, part)
+                if i < len(parts) - 1 or _exists(host, cand):
+                    nxt.append(cand)
+                continue
+            try:
+                names = host.listdir(base)
+            except (OSError, LookupError, TimeoutError):
+                continue
+            nxt.extend(
+                posixpath.join(base, n)
+                for n in names
+                if fnmatch.fnmatchcase(n, part) and (part.startswith(".") or not n.startswith("."))
+            )
+        paths = nxt[: limit * 4]
+        if not paths:
+            return []
+    return sorted(p for p in paths if _is_file(host, p))[:limit]
+
+
+def _exists(host: Host, path: str) -> bool:
+    try:
+        host.stat(path)
+        return True
+    except (OSError, LookupError, TimeoutError):
+        return False
+
+
+def _is_file(host: Host, path: str) -> bool:
+    try:
+        return (host.stat(path).mode & 0o170000) == 0o100000
+    except (OSError, LookupError, TimeoutError):
+        return False
+
+
+@dataclass
+class Files:
+    """What was read: addresses with their places, upstreams, mtimes, problems."""
+
+    endpoints: list[Endpoint]
+    upstreams: list[Upstream]
+    http_upstreams: set[str]
+    mtimes: dict[str, float]
+    read: list[str]
+    errors: list[str]
+
+
+def read_nginx(host: Host, main: str, files: Files) -> None:
+    """Parse ``main`` and every file it includes (breadth first, each once,
+    at most ``MAX_FILES``)."""
+    conf_dir = posixpath.dirname(main)
+    queue = [main]
+    seen: set[str] = set()
+    while queue and len(files.read) < MAX_FILES:
+        path = queue.pop(0)
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            text = host.read_text(path, max_bytes=MAX_FILE_BYTES)
+            files.mtimes[path] = host.stat(path).mtime
+        except FileNotFoundError:
+            if path != main:
+                files.errors.append(f"{path}: no such file (included)")
+            continue
+        except (OSError, LookupError, TimeoutError) as exc:
+            files.errors.append(f"{path}: {type(exc).__name__}: {exc}")
+            continue
+        files.read.append(path)
+        conf = parse_nginx(text, path)
+        files.endpoints.extend(conf.endpoints)
+        files.upstreams.extend(conf.upstreams)
+        files.http_upstreams.update(conf.http_upstreams)
+        for inc in conf.includes:
+            full = inc if inc.startswith("/") else posixpath.join(conf_dir, inc)
+            queue.extend(expand_glob(host, full) if re.search(r"[*?\[]", full) else [full])
+
+
+def _read_settings(host: Host, path: str, files: Files) -> None:
+    try:
+        text = host.read_text(path, max_bytes=MAX_FILE_BYTES)
+        files.mtimes[path] = host.stat(path).mtime
+    except (OSError, LookupError, TimeoutError) as exc:
+        files.errors.append(f"{path}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
+        return
+    files.read.append(path)
+    files.endpoints.extend(parse_settings(text, path))
+
+
+# --- listeners on this host (for "the backend's process is young") --------------------
+
+_USERS = re.compile(r"pid=(\d+)")
+
+
+def parse_ss_listeners(text: str) -> dict[int, list[tuple[str, int]]]:
+    """``ss -Hltnp`` -> port -> [(local address, pid)]."""
+    out: dict[int, list[tuple[str, int]]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        local = parts[3] if parts[0] == "LISTEN" else parts[2] if parts[0].isdigit() else ""
+        addr, _, port = local.rpartition(":")
+        if not port.isdigit():
+            continue
+        for pid in _USERS.findall(line):
+            out.setdefault(int(port), []).append((addr.strip("[]").split("%")[0], int(pid)))
+    return out
+
+
+def _local_listener_age(host: Host, ep: Endpoint, listeners: dict[int, list[tuple[str, int]]]) -> tuple[int, float] | None:
+    """(pid, age in seconds) of the process listening on this host for ``ep``."""
+    if not (ep.host.startswith("127.") or ep.host in ("localhost", "::1")):
+        return None
+    cands = [
+        pid for addr, pid in listeners.get(ep.port, ())
+        if addr in ("*", "0.0.0.0", "::", ep.host) or (ep.host == "localhost" and addr in ("127.0.0.1", "::1"))
+    ]
+    if not cands:
+        return None
+    try:
+        uptime = parse_uptime(host.read_text("/proc/uptime"))
+        ages = []
+        for pid in sorted(set(cands)):
+            st = parse_stat(host.read_text(f"/proc/{pid}/stat"))
+            ages.append((uptime - st.starttime / clk_tck(), pid))
+    except (OSError, LookupError, TimeoutError, ValueError):
+        return None
+    age, pid = max(ages)  # the oldest of the group (the manager), not its youngest worker
+    return pid, max(0.0, age)
+
+
+# --- the probe -------------------------------------------------------------------------
+
+
+def _str_list(ctx: ProbeContext, key: str) -> list[str]:
+    val = ctx.opt(key)
+    if not isinstance(val, (list, tuple)) or not all(isinstance(x, str) for x in val):
+        raise ConfigError(f"[probe.{ctx.probe_name}] {key}: expected a list of paths")
+    bad = [x for x in val if not x.startswith("/")]
+    if bad:
+        raise ConfigError(f"[probe.{ctx.probe_name}] {key}: {bad[0]!r} is not an absolute path")
+    return list(val)
+
+
+def _places(eps: list[Endpoint], n: int = 3) -> str:
+    head = ", ".join(f"{e.where} ({e.what})" for e in eps[:n])
+    return head + (f" and {len(eps) - n} more" if len(eps) > n else "")
+
+
+@probe(
+    "drift",
+    findings=FINDINGS,
+    timeout=4.0,
+    options={
+        # nginx main configuration files; their include lines are followed.
+        "nginx_conf": ["/etc/nginx/nginx.conf"],
+        # Application settings files or globs (.env, YAML, INI, TOML, JSON) whose addresses are checked.
+        "paths": [],
+        # Also read settings files in the usual deploy places (/srv/*/.env, /var/www/*/.env, ...).
+        "discover": True,
+        # One TCP connect per address; a LAN peer answers in well under a millisecond, a
+        # cross-region one in ~100 ms, so 1 s separates "slow" from "not there".
+        "connect_timeout": 1.0,
+        # Name resolution per host name; a healthy resolver answers in milliseconds, and the
+        # glibc default (5 s x attempts) would eat the whole probe.
+        "resolve_timeout": 1.0,
+        # Unique addresses checked at most (in parallel), so a huge config cannot flood the network.
+        "max_endpoints": 64,
+        # Unready backends: request each server of an nginx HTTP upstream and compare statuses.
+        "check_backends": True,
+        # The path requested from each backend (an application health endpoint is better than "/",
+        # which may be a static page that works while the app does not).
+        "health_path": "/",
+        # "Recently" for a backend joining a pool: its config file changed, or its process started,
+        # within this many minutes (an incident's first look spans the last quarter to half hour).
+        "recent_minutes": 30.0,
+    },
+)
+def drift(ctx: ProbeContext) -> list[Finding]:
+    """Connect to every dependency address named in nginx and application
+    configuration; compare the backends of each nginx upstream pool."""
+    nginx_confs = _str_list(ctx, "nginx_conf")
+    paths = _str_list(ctx, "paths")
+    health = str(ctx.opt("health_path"))
+    if not health.startswith("/") or any(c in health for c in " \r\n"):
+        raise ConfigError(f"[probe.drift] health_path: expected a URL path like '/health', got {health!r}")
+    ctimeout = float(ctx.opt("connect_timeout"))
+    rtimeout = float(ctx.opt("resolve_timeout"))
+    if ctimeout <= 0 or rtimeout <= 0:
+        raise ConfigError("[probe.drift] connect_timeout and resolve_timeout must be > 0")
+    files = Files([], [], set(), {}, [], [])
+    for main in nginx_confs:
+        read_nginx(ctx.host, main, files)
+    settings: list[str] = []
+    for pat in paths:
+        found = expand_glob(ctx.host, pat) if re.search(r"[*?\[]", pat) else [pat]
+        if not found:
+            files.errors.append(f"{pat}: no file matches")
+        settings.extend(found)
+    if bool(ctx.opt("discover")):
+        for pat in DISCOVER_GLOBS:
+            settings.extend(expand_glob(ctx.host, pat, limit=20))
+    for path in list(dict.fromkeys(settings))[:MAX_FILES]:
+        _read_settings(ctx.host, path, files)
+    if not files.read:
+        why = "; ".join(files.errors[:3])
+        raise NotApplicable("no nginx or application configuration found" + (f" ({why})" if why else ""))
+    if not is_live(ctx.host):
+        raise ProbeError("network checks are not recorded in bundles: not replayed")
+
+    by_addr: dict[tuple[str, int], list[Endpoint]] = {}
+    for e in without_upstream_names(files.endpoints, files.upstreams):
+        by_addr.setdefault((e.host, e.port), []).append(e)
+    limit = int(ctx.opt("max_endpoints"))
+    addrs = sorted(by_addr)[: max(0, limit)]
+    skipped = len(by_addr) - len(addrs)
+
+    pools = [u for u in files.upstreams if u.name.lower() in files.http_upstreams and len(u.servers) >= 2]
+    backends = list(dict.fromkeys((s.host, s.port) for u in pools for s in u.servers)) if ctx.opt("check_backends") else []
+
+    jobs: list[tuple[str, tuple[str, int]]] = [("tcp", a) for a in addrs] + [("http", b) for b in backends]
+
+    def run(job: tuple[str, tuple[str, int]]) -> Check:
+        kind, (h, p) = job
+        if kind == "tcp":
+            return tcp_check(h, p, rtimeout, ctimeout)
+        return http_status(h, p, health, ctimeout + 0.5)
+
+    from ddx.host import parallel_map
+
+    budget = rtimeout + ctimeout + 1.0
+    results = parallel_map(run, jobs, budget)
+    checks: dict[tuple[str, tuple[str, int]], Check] = {}
+    for job, res in zip(jobs, results):
+        checks[job] = res if isinstance(res, Check) else Check(False, f"check failed: {res}")
+
+    timed_out = [a for a in addrs if checks[("tcp", a)].error.startswith("timed out")]
+    busy = _listening_here(ctx.host, {a: checks[("tcp", a)] for a in timed_out}) if timed_out else {}
+    out = [_drift_finding(ctx, files, by_addr, addrs, checks, skipped, busy)]
+    if pools and backends:
+        out.extend(_backend_findings(ctx, files, pools, checks, health))
+    return out
+
+
+def _listening_here(host: Host, timed_out: dict[tuple[str, int], Check]) -> dict[tuple[str, int], str]:
+    """Of the addresses whose connect timed out, those on this host's loopback with a
+    socket listening on them: the server is there, its accept queue full (the kernel drops
+    the SYN), so the address is saturated, not gone. -> address -> the listener's queue."""
+    local = {a: chk.ip for a, chk in timed_out.items() if _is_loopback(chk.ip or a[0])}
+    if not local:
+        return {}
+    try:
+        listeners, _ = listening_sockets(host)
+    except (OSError, LookupError, TimeoutError):
+        return {}
+    out: dict[tuple[str, int], str] = {}
+    for (h, p), ip in local.items():
+        for ln in listeners:
+            addr = ln.local.rpartition(":")[0].strip("[]").split("%")[0]
+            if ln.port == p and addr in ("*", "0.0.0.0", "::", ip or h):
+                out[(h, p)] = ln.describe()
+                break
+    return out
+
+
+def _is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return ip == "localhost"
+
+
+def _drift_finding(
+    ctx: ProbeContext,
+    files: Files,
+    by_addr: dict[tuple[str, int], list[Endpoint]],
+    addrs: list[tuple[str, int]],
+    checks: dict[tuple[str, tuple[str, int]], Check],
+    skipped: int,
+    busy: dict[tuple[str, int], str],
+) -> Finding:
+    """Present when an address named in the configuration does not answer. One that
+    timed out while a socket on this host listens on it is a saturated server (the net
+    and pools probes judge it), not drift: noted, not counted."""
+    dead = [(a, checks[("tcp", a)]) for a in addrs if not checks[("tcp", a)].ok and a not in busy]
+    rows = []
+    for (h, p), chk in dead:
+        eps = by_addr[(h, p)]
+        dns = " (a DNS symptom too)" if chk.error.startswith("does not resolve") else ""
+        rows.append(f"{eps[0].address}: {chk.error}{dns} <- {_places(eps)}")
+    notes = []
+    if busy:
+        first = next(iter(busy))
+        notes.append(f"{len(busy)} timed out while a socket on this host listens on it (a full accept queue: "
+                     f"saturated, not missing): {by_addr[first][0].address}, {busy[first]}")
+    if skipped:
+        notes.append(f"{skipped} more address(es) not checked (max_endpoints)")
+    if files.errors:
+        notes.append("not read: " + "; ".join(files.errors[:3]))
+    note = (" " + "; ".join(notes) + ".") if notes else ""
+    source = ", ".join(files.read[:4]) + (f" and {len(files.read) - 4} more files" if len(files.read) > 4 else "")
+    if dead:
+        summary = (
+            f"{len(dead)} of {len(addrs)} address(es) named in the configuration do not answer a TCP connect; "
+            f"first: {rows[0]}.{note}"
+        )
+        samples = tuple(rows[:MAX_SAMPLES])
+    else:
+        answer = "answer" if not busy else "are served here or answer"
+        summary = f"All {len(addrs)} address(es) named in {len(files.read)} configuration file(s) {answer}.{note}"
+        samples = tuple(
+            f"{by_addr[a][0].address}: " + (f"timed out, listening here ({busy[a]})" if a in busy else "ok")
+            + f" <- {_places(by_addr[a], 1)}" for a in addrs[:MAX_SAMPLES])
+    ev = Evidence(
+        source or "configuration",
+        summary,
+        value=len(dead),
+        threshold=1,
+        unit="addresses",
+        samples=samples,
+        count=len(dead),
+    )
+    return ctx.finding("config.references_unreachable_endpoint", bool(dead), ev)
+
+
+def _backend_findings(
+    ctx: ProbeContext,
+    files: Files,
+    pools: list[Upstream],
+    checks: dict[tuple[str, tuple[str, int]], Check],
+    health: str,
+) -> list[Finding]:
+    recent_s = float(ctx.opt("recent_minutes")) * 60.0
+    now = ctx.host.time()
+    listeners: dict[int, list[tuple[str, int]]] = {}
+    try:
+        res = ctx.host.run(["ss", "-Hltnp"], timeout=2.0)
+        listeners = parse_ss_listeners(res.stdout)
+    except (OSError, LookupError, TimeoutError):
+        pass
+
+    single: list[str] = []  # rows of pools with a backend failing alone: the failing ones first
+    failing = 0
+    failing_addrs: set[str] = set()
+    compared: list[str] = []
+    recent: list[str] = []
+    old: list[str] = []
+    judged = 0
+    for u in pools:
+        bad_rows, good_rows, down_rows = [], [], []
+        for s in u.servers:
+            chk = checks.get(("http", (s.host, s.port)))
+            if chk is None:
+                continue
+            if chk.ok and chk.status is not None and chk.status < 500:
+                good_rows.append(f"{u.name} {s.address}: HTTP {chk.status}")
+            elif chk.ok or chk.error.startswith(("not an HTTP", "closed without")):
+                bad_rows.append(f"{u.name} {s.address}: {'HTTP ' + str(chk.status) if chk.ok else chk.error}")
+            else:  # refused / timed out: not answering at all (the drift finding reports it)
+                down_rows.append(f"{u.name} {s.address}: not answering ({chk.error})")
+        if len(bad_rows) + len(good_rows) >= 2:
+            judged += 1
+            if bad_rows and good_rows and len(bad_rows) <= max(1, len(good_rows)):
+                failing += len(bad_rows)
+                failing_addrs.update(r.split(" ", 2)[1].rstrip(":") for r in bad_rows)
+                single.extend(bad_rows + good_rows + down_rows)
+            else:
+                compared.extend(bad_rows + good_rows + down_rows)
+        for s in u.servers:
+            mt = files.mtimes.get(s.file)
+            why = []
+            if mt is not None and now - mt <= recent_s:
+                why.append(f"{s.file} changed {fmt_age(now - mt)} ago")
+            la = _local_listener_age(ctx.host, s, listeners)
+            if la is not None and la[1] <= recent_s:
+                why.append(f"its listener pid {la[0]} started {fmt_age(la[1])} ago")
+            line = f"{u.name} {s.address} ({s.where})"
+            (recent if why else old).append(line + (": " + "; ".join(why) if why else ""))
+
+    # The backend failing alone first: it is the one whose recent arrival matters.
+    recent.sort(key=lambda r: r.split(" ", 2)[1] not in failing_addrs)
+    out: list[Finding] = []
+    if judged:
+        ev = Evidence(
+            f"GET {health} to each server of nginx upstreams",
+            (f"One backend of a pool answers with errors while its peers answer normally: {single[0]}."
+             if single else f"No pool has a backend failing alone ({judged} pool(s) compared)."),
+            value=failing,
+            threshold=1,
+            unit="backends",
+            samples=tuple((single or compared)[:MAX_SAMPLES]),
+        )
+        out.append(ctx.finding("http.errors_single_backend", bool(single), ev))
+    ev = Evidence(
+        "nginx upstream files' mtime; ss -ltnp + /proc/PID/stat of local backends",
+        (f"{len(recent)} backend(s) of a pool joined or restarted within {recent_s / 60:g} min: {recent[0]}."
+         if recent else f"No backend of {len(pools)} pool(s) changed within {recent_s / 60:g} min."),
+        value=len(recent),
+        threshold=1,
+        unit="backends",
+        samples=tuple((recent or old)[:MAX_SAMPLES]),
+    )
+    out.append(ctx.finding("change.backend_added_recently", bool(recent), ev))
+    return out

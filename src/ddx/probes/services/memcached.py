@@ -1,0 +1,240 @@
+"""memcached: ``stats`` twice over the sampling window, judged on the differences.
+
+memcached's counters run from its start, so a lifetime value says little about
+now: the probe reads ``stats`` (and ``stats settings`` for the limits) at the
+start and at the end of ``ctx.window`` and judges what changed in between.
+
+Targets: the ``targets`` option (``memcached://host:port``) and, with
+``discover``, every listening TCP socket of a ``memcached`` process (``ss
+-ltnpH``, or ``/proc/net/tcp`` matched with ``/proc/PID/fd``). A memcached that
+listens only on a unix socket is not probed (TCP only). Nothing configured
+and nothing found: not applicable.
+
+What each finding means here (and why):
+
+- ``svc.cache_hit_rate_drop``: the hit rate of the gets *in the window*
+  (get_hits / (get_hits + get_misses)) is at least ``hit_rate_drop`` below the
+  rate before the window (lifetime up to the first sample). Needs ``min_gets``
+  gets in the window and ``baseline_min_gets`` before it, else unknown.
+- ``svc.cache_evictions_high``: ``evictions`` rose by at least
+  ``evictions_min`` and ``evictions_per_s`` in the window. memcached evicts only
+  when a slab class has no free memory, so every eviction is "because it is
+  full"; the threshold separates a trickle from a cache too small for its
+  working set. Evidence: bytes vs ``limit_maxbytes``, ``evicted_unfetched``
+  (items evicted before anyone read them).
+- ``net.connections_refused`` (present only): ``rejected_connections`` rose
+  (at ``maxconns`` memcached accepts and at once closes new connections with
+  "ERROR Too many open connections": clients are refused by the server) or
+  ``listen_disabled_num`` rose (it stopped accepting: clients queue in the
+  backlog and time out). Absence is not reported: this memcached not refusing
+  says nothing of the host's other services.
+- ``http.request_too_large``: ``store_too_large`` (memcached >= 1.5.x: sets
+  refused with "SERVER_ERROR object too large for cache") rose in the window,
+  or since the start it is at least ``too_large_share`` of all sets: a server
+  refusing oversized commands, which is what the finding means. Evidence
+  carries ``item_size_max`` and ``conn_yields`` (rising when clients send
+  multi-gets bigger than ``reqs_per_event``: large batched requests).
+- ``svc.down``: a *configured* target that refuses the connection is down.
+  A discovered one was found listening; it is down only if it refuses a moment
+  later. A target that answers garbage, hangs after accept or cannot be reached
+  is not called down: the probe says "could not probe URL: reason". Absent
+  (with the server's state as evidence) for every target that answered.
+
+Network I/O is ``cacheproto.memcached_query`` (one connection per sample,
+only ``stats`` commands): not recorded in bundles; on a replayed bundle the
+probe fails with that reason rather than probe the replaying machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ddx.errors import ProbeError
+from ddx.model import Evidence, Finding
+from ddx.probes.base import NotApplicable, ProbeContext, probe
+from ddx.probes.services.cacheproto import (
+    ProbeTargetError,
+    Target,
+    eviction_verdict,
+    failures_error,
+    hit_rate_verdict,
+    judge_targets,
+    memcached_query,
+    parse_memcached_stats,
+    resolve_targets,
+    sample_twice,
+)
+
+__all__ = ["DEFAULTS", "FINDINGS", "MemcachedSample", "judge", "memcached", "read_sample"]
+
+FINDINGS = (
+    "svc.cache_hit_rate_drop",
+    "svc.cache_evictions_high",
+    "net.connections_refused",
+    "http.request_too_large",
+    "svc.down",
+)
+MIN_WINDOW = 0.2  # seconds; shorter and the two samples are the same instant
+
+DEFAULTS: dict[str, Any] = {
+    "targets": [],  # memcached://host:port URLs to probe besides the discovered ones
+    "discover": True,  # also probe memcached processes listening on this host
+    "target_timeout": 1.0,  # seconds for one sample of one target (connect + stats + stats settings)
+    # Hit rate: the window's rate this far (absolute, 0.2 = 20 points) below the
+    # rate before the window. Healthy caches keep a steady rate; a fall of 20
+    # points is the "misses rose sharply" of cold restarts and lost nodes.
+    "hit_rate_drop": 0.2,
+    "min_gets": 20,  # gets in the window for its hit rate to mean something
+    "baseline_min_gets": 100,  # gets before the window for the lifetime rate to mean something
+    # Evictions: at least this many per second and this many in the window.
+    # A full LRU cache evicts a trickle in normal operation; one eviction per
+    # second means the working set does not fit.
+    "evictions_per_s": 1.0,
+    "evictions_min": 5,
+    # store_too_large since the start as a share of all sets (when none fell
+    # in the window): 0.1% of sets refused is a client that keeps sending them.
+    "too_large_share": 0.001,
+    "too_large_min": 10,
+}
+
+
+class MemcachedSample(dict[str, str]):
+    """``stats`` merged with ``stats settings`` (prefixed ``settings.``)."""
+
+
+def read_sample(target: Target, timeout: float) -> MemcachedSample:
+    """One sample of one target: ``stats`` and ``stats settings`` on one connection."""
+    stats_text, settings_text = memcached_query(target.host, target.port, ["stats", "stats settings"], timeout)
+    try:
+        stats = parse_memcached_stats(stats_text)
+    except ValueError as exc:
+        raise ProbeTargetError(str(exc)) from None
+    if "uptime" not in stats and "pid" not in stats:
+        raise ProbeTargetError("stats reply without uptime or pid: not memcached")
+    out = MemcachedSample(stats)
+    try:
+        out.update({f"settings.{k}": v for k, v in parse_memcached_stats(settings_text).items()})
+    except ValueError:
+        pass  # `stats settings` is optional: the limits are then unknown
+    return out
+
+
+def _int(s: Mapping[str, str], key: str) -> int | None:
+    try:
+        return int(s[key])
+    except (KeyError, ValueError):
+        return None
+
+
+def _delta(a: Mapping[str, str], b: Mapping[str, str], key: str) -> int | None:
+    x, y = _int(a, key), _int(b, key)
+    if x is None or y is None:
+        return None
+    return max(0, y - x)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, k in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= k:
+            return f"{n / k:.1f} {unit}".replace(".0 ", " ")
+    return f"{n} B"
+
+
+def judge(
+    a: Mapping[str, str], b: Mapping[str, str] | None, seconds: float, options: Mapping[str, Any], source: str
+) -> list[tuple[str, bool, Evidence]]:
+    """(finding id, present, evidence) for what two samples of one memcached
+    can decide; ``b`` None when only the first sample came. Pure."""
+    opt = {**DEFAULTS, **options}
+    out: list[tuple[str, bool, Evidence]] = []
+    last = b if b is not None else a
+    conns = f"{last.get('curr_connections', '?')}/{last.get('max_connections', last.get('settings.maxconns', '?'))}"
+    state = (
+        f"memcached {last.get('version', '?')} answers: up {last.get('uptime', '?')}s, connections {conns}, "
+        f"{_size(_int(last, 'bytes'))} of {_size(_int(last, 'limit_maxbytes'))} used"
+    )
+    out.append(("svc.down", False, Evidence(source=source, summary=state)))
+    restarted = b is not None and (_int(b, "uptime") or 0) < (_int(a, "uptime") or 0)
+    if b is None or restarted or seconds < MIN_WINDOW:
+        return out
+
+    # hit rate in the window against the rate before it
+    wh, wm = _delta(a, b, "get_hits"), _delta(a, b, "get_misses")
+    bh, bm = _int(a, "get_hits"), _int(a, "get_misses")
+    if wh is not None and wm is not None and bh is not None and bm is not None:
+        verdict = hit_rate_verdict((wh, wm), (bh, bm), seconds, opt, source, "gets")
+        if verdict:
+            out.append(verdict)
+
+    ev = _delta(a, b, "evictions")
+    if ev is not None:
+        unfetched = _delta(a, b, "evicted_unfetched")
+        out.append(eviction_verdict(
+            "evictions", ev, seconds, opt, source,
+            (f"{unfetched} never read; " if unfetched else "")
+            + f"{_size(_int(b, 'bytes'))} of {_size(_int(b, 'limit_maxbytes'))} in use, "
+            f"{b.get('evictions', '?')} evictions since start",
+        ))
+
+    rej, lis = _delta(a, b, "rejected_connections"), _delta(a, b, "listen_disabled_num")
+    if rej or lis:
+        parts = []
+        if rej:
+            parts.append(f"rejected_connections +{rej} (at maxconns: new connections closed at once)")
+        if lis:
+            parts.append(f"listen_disabled_num +{lis} (stopped accepting: clients wait in the backlog)")
+        out.append(("net.connections_refused", True, Evidence(
+            source=source,
+            summary=f"{'; '.join(parts)} in {seconds:.1f}s; connections {conns}",
+            value=(rej or 0) + (lis or 0),
+            threshold=0,
+            count=(rej or 0) + (lis or 0),
+        )))
+
+    big = _delta(a, b, "store_too_large")
+    if big is not None:
+        total = _int(b, "store_too_large") or 0
+        sets = (_int(b, "cmd_set") or 0) + total
+        share = total / sets if sets else 0.0
+        recent = big > 0
+        chronic = total >= int(opt["too_large_min"]) and share >= float(opt["too_large_share"])
+        limit = _int(b, "settings.item_size_max")
+        if recent:
+            summary = f"store_too_large +{big} in {seconds:.1f}s: sets refused as larger than the item size limit"
+        else:
+            summary = f"no set refused as too large in {seconds:.1f}s; {total} since start ({share:.2%} of sets)"
+        yields = _delta(a, b, "conn_yields")
+        extra = [f"item_size_max {_size(limit)}" if limit is not None else "item_size_max unknown"]
+        if yields:
+            extra.append(f"conn_yields +{yields} (multi-gets larger than reqs_per_event)")
+        out.append(("http.request_too_large", recent or chronic, Evidence(
+            source=source,
+            summary=summary + "; " + ", ".join(extra),
+            value=big if recent else total,
+            threshold=limit if limit is not None else None,
+            unit="bytes (threshold: item_size_max)" if limit is not None else "",
+            count=big if recent else total,
+        )))
+    return out
+
+
+@probe("memcached", findings=FINDINGS, timeout=3.0, options=DEFAULTS)
+def memcached(ctx: ProbeContext) -> list[Finding]:
+    """memcached ``stats`` deltas over the window: hit-rate drop, evictions,
+    refused connections, sets refused as too large (item size limit); a
+    configured target refusing connections is down."""
+    configured, discovered = resolve_targets(ctx, ("memcached",), 11211, ("memcached",))
+    targets = [(t, True) for t in configured] + [(t, False) for t in discovered]
+    if not targets:
+        raise NotApplicable("no memcached found (no memcached process listens on TCP; name one in targets)")
+    timeout = float(ctx.opt("target_timeout"))
+    sampled = sample_twice(ctx, targets, lambda t: read_sample(t, timeout), timeout)
+    findings = judge_targets(ctx, sampled, 'memcached', judge)
+    if not findings:
+        raise ProbeError(failures_error(sampled) or "no target could be probed")
+    if failures_error(sampled):
+        ctx.note(failures_error(sampled))  # the others answered: say which one did not
+    return findings

@@ -1,0 +1,1 @@
+"""Probes of the host's own resources and kernel: disk, memory, cpu, processes, fds, kernel log, network, clock."""

@@ -1,0 +1,535 @@
+"""disk: space and inodes per real filesystem, read-only remounts, growth over
+the sampling window, and I/O latency.
+
+Which filesystems count ("real" ones, the ones services write to):
+
+- skipped by type: kernel pseudo filesystems (proc, sysfs, cgroup, devtmpfs,
+  devpts, debugfs, ...), read-only images (squashfs snaps, iso9660), lxcfs and
+  snapfuse; ``overlay`` except when it is ``/`` (a container's root: the other
+  overlay mounts are container roots seen from the host, whose space is the
+  filesystem holding /var/lib/docker, checked on its own);
+- skipped by place: anything under /proc, /sys, /run/user (per-user tmpfs),
+  /run/credentials (systemd credentials: read-only and full by design), /snap;
+- tmpfs elsewhere counts (/tmp, /dev/shm, /run, an application's cache):
+  services write there too and a full /dev/shm breaks PostgreSQL as surely as a
+  full disk;
+- space and inodes are judged only on writable mounts: a read-only filesystem
+  is not written to, so its free space says nothing;
+- bind mounts of one filesystem are reported once (shortest mount point).
+
+Read-only remount: ``/proc/mounts`` ``ro`` alone does not tell a kernel remount
+from a filesystem mounted read-only on purpose (an image, a ``mount -o ro``).
+The probe calls it a remount when (a) the superblock is read-only
+(``ro``/``emergency_ro`` in mountinfo's super options) while the mount itself
+is read-write: what the kernel does on ``errors=remount-ro`` or an aborted
+journal; or (b) the mount is read-only now but ``/etc/fstab`` or the
+``expect_rw`` option says it should be read-write. A mount that is read-only
+at both levels and not expected read-write is taken as intended. The kernel log
+line "Remounting filesystem read-only" is the kernel probe's evidence.
+
+I/O: latency from /proc/diskstats deltas over the window (time spent per
+completed request, and requests in flight that never complete), plus PSI io.
+I/O *errors* are the kernel probe's.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ddx.host import VfsResult, call_timeout, parallel_map
+from ddx.model import Evidence, Finding
+from ddx.probes.base import ProbeContext, probe
+from ddx.probes.parsers.psi import read_psi
+
+__all__ = [
+    "DiskStat",
+    "Mount",
+    "disk",
+    "io_latency",
+    "is_partition",
+    "parse_diskstats",
+    "parse_fstab",
+    "parse_mountinfo",
+    "parse_mounts",
+    "real_filesystems",
+    "unescape_mount",
+]
+
+PSEUDO_TYPES = (
+    "proc", "sysfs", "cgroup", "cgroup2", "devtmpfs", "devpts", "mqueue", "debugfs", "tracefs",
+    "securityfs", "pstore", "bpf", "configfs", "fusectl", "hugetlbfs", "autofs", "binfmt_misc",
+    "rpc_pipefs", "nsfs", "efivarfs", "selinuxfs", "squashfs", "iso9660", "udf", "fuse.lxcfs",
+    "fuse.snapfuse", "fuse.portal", "fuse.gvfsd-fuse", "ramfs", "nfsd", "overlay_lower",
+)  # fmt: skip
+SKIP_PREFIXES = ("/proc", "/sys", "/run/user", "/run/credentials", "/snap")
+
+MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Mount:
+    point: str
+    fstype: str
+    source: str
+    mount_opts: tuple[str, ...]  # per-mount options (rw/ro, nosuid, ...)
+    super_opts: tuple[str, ...]  # superblock options; equal to mount_opts from /proc/mounts
+    dev: str = ""  # "major:minor" (mountinfo only)
+
+    @property
+    def mount_ro(self) -> bool:
+        return "ro" in self.mount_opts
+
+    @property
+    def super_ro(self) -> bool:
+        return "ro" in self.super_opts or "emergency_ro" in self.super_opts
+
+    @property
+    def writable(self) -> bool:
+        return not self.mount_ro and not self.super_ro
+
+
+@dataclass(frozen=True)
+class DiskStat:
+    """One line of /proc/diskstats (the fields ddx uses; times in ms)."""
+
+    name: str
+    reads: int
+    read_ms: int
+    writes: int
+    write_ms: int
+    in_flight: int
+    io_ms: int  # time the device had I/O in flight
+
+
+_ESC = re.compile(r"\\([0-7]{3})")
+
+
+def unescape_mount(field: str) -> str:
+    """Undo the octal escapes of /proc/mounts (``\\040`` for a space)."""
+    return _ESC.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    """Parse /proc/self/mountinfo::
+
+        36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+
+    Malformed lines are skipped."""
+    out = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        lf, rf = left.split(), right.split()
+        if len(lf) < 6 or len(rf) < 2:
+            continue
+        super_opts = tuple(rf[2].split(",")) if len(rf) > 2 else ()
+        out.append(Mount(unescape_mount(lf[4]), rf[0], unescape_mount(rf[1]), tuple(lf[5].split(",")), super_opts, lf[2]))
+    return out
+
+
+def parse_mounts(text: str) -> list[Mount]:
+    """Parse /proc/mounts (``source point fstype options 0 0``)."""
+    out = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) < 4:
+            continue
+        opts = tuple(f[3].split(","))
+        out.append(Mount(unescape_mount(f[1]), f[2], unescape_mount(f[0]), opts, opts))
+    return out
+
+
+def parse_fstab(text: str) -> dict[str, tuple[str, ...]]:
+    """Mount point -> options from /etc/fstab (comments, swap and malformed
+    lines skipped)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        f = line.split()
+        if len(f) < 4 or f[2] == "swap" or f[1] in ("none", "swap"):
+            continue
+        out[unescape_mount(f[1]).rstrip("/") or "/"] = tuple(f[3].split(","))
+    return out
+
+
+def _under(point: str, prefixes: tuple[str, ...] | list[str]) -> bool:
+    return any(point == p or point.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+def real_filesystems(
+    mounts: list[Mount],
+    skip_types: tuple[str, ...] | list[str] = PSEUDO_TYPES,
+    skip_prefixes: tuple[str, ...] | list[str] = SKIP_PREFIXES,
+) -> list[Mount]:
+    """The filesystems worth checking (rules in the module docstring), in
+    mount-point order. When a point is mounted over, the last (visible) mount
+    wins; bind mounts of one device keep the shortest mount point."""
+    by_point: dict[str, Mount] = {}
+    for m in mounts:
+        if m.fstype in skip_types or _under(m.point, skip_prefixes):
+            continue
+        if m.fstype == "overlay" and m.point != "/":
+            continue
+        by_point[m.point] = m
+    by_dev: dict[str, Mount] = {}
+    rest: list[Mount] = []
+    for m in by_point.values():
+        if not m.dev:
+            rest.append(m)
+            continue
+        cur = by_dev.get(m.dev)
+        if cur is None or (len(m.point), m.point) < (len(cur.point), cur.point):
+            by_dev[m.dev] = m
+    return sorted([*by_dev.values(), *rest], key=lambda m: m.point)
+
+
+def parse_diskstats(text: str) -> dict[str, DiskStat]:
+    """Parse /proc/diskstats (fields: major minor name reads merged sectors
+    read_ms writes merged sectors write_ms in_flight io_ms weighted_ms ...)."""
+    out: dict[str, DiskStat] = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) < 14:
+            continue
+        try:
+            n = [int(x) for x in f[3:14]]
+        except ValueError:
+            continue
+        out[f[2]] = DiskStat(f[2], n[0], n[3], n[4], n[7], n[8], n[9])
+    return out
+
+
+_PARTITION = re.compile(r"^(?:(?:[shv]d|xvd)[a-z]+\d+|nvme\d+n\d+p\d+|mmcblk\d+p\d+|md\d+p\d+)$")
+_VIRTUAL_DISK = re.compile(r"^(?:loop|ram|zram|sr|fd)\d*$")
+
+
+def is_partition(name: str) -> bool:
+    return bool(_PARTITION.match(name))
+
+
+def io_latency(before: dict[str, DiskStat], after: dict[str, DiskStat], seconds: float) -> list[tuple[str, float, int, bool]]:
+    """Per whole disk: (name, ms per completed request over the window,
+    requests completed, stuck). *Stuck*: requests in flight at both samples,
+    none completed, and the device busy for (nearly) all the window: a request
+    that never returns has unbounded latency."""
+    out = []
+    for name in sorted(after):
+        if name not in before or is_partition(name) or _VIRTUAL_DISK.match(name):
+            continue
+        a, b = before[name], after[name]
+        ops = (b.reads - a.reads) + (b.writes - a.writes)
+        ms = (b.read_ms - a.read_ms) + (b.write_ms - a.write_ms)
+        busy = b.io_ms - a.io_ms
+        stuck = ops == 0 and a.in_flight > 0 and b.in_flight > 0 and busy >= 0.9 * seconds * 1000
+        if ops < 0 or ms < 0:  # counters wrapped or device replaced
+            continue
+        out.append((name, ms / ops if ops else 0.0, ops, stuck))
+    return out
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _pct(part: float, total: float) -> float:
+    return 100.0 * part / total if total else 0.0
+
+
+@probe(
+    "disk",
+    findings=(
+        "disk.space_exhausted",
+        "disk.space_low",
+        "disk.space_growing_fast",
+        "disk.inodes_exhausted",
+        "disk.readonly_remount",
+        "disk.io_latency_high",
+    ),
+    timeout=3.0,
+    options={
+        # findings.yaml: "below 1% free" makes a filesystem exhausted.
+        "space_exhausted_percent": 1.0,
+        # "or a few MB free": on a filesystem already above space_low_percent,
+        # less than this is exhausted too (a log rotation or a temp file no longer fits).
+        "space_exhausted_bytes": 8 * MB,
+        # findings.yaml: "above 90% full"; also the usual df alert threshold.
+        "space_low_percent": 90.0,
+        # The same rule as space: below 1% of inodes left.
+        "inodes_exhausted_percent": 1.0,
+        # findings.yaml: "fills within the next hour" at the rate seen in the window.
+        "growth_horizon_seconds": 3600.0,
+        # Growth below this in the window is journal/atime noise, not a trend.
+        "growth_min_bytes": 1 * MB,
+        # Per mount: a live filesystem answers statvfs in microseconds, a dead NFS never.
+        "statvfs_timeout": 1.0,
+        # findings.yaml: "await in the hundreds of ms"; SSDs answer in ~1 ms, disks in ~10-20 ms.
+        "io_await_ms": 100.0,
+        # Fewer requests than this in the window are too few to judge latency.
+        "io_min_requests": 5,
+        # PSI io "full" avg10: share of time all non-idle tasks waited on I/O; 10% is a sustained stall.
+        "io_psi_full_percent": 10.0,
+        # Mount points that must be read-write (besides those /etc/fstab mounts rw).
+        "expect_rw": [],
+        # Filesystem types that are not storage services write to (kernel pseudo
+        # filesystems, read-only images); see the module docstring.
+        "skip_types": list(PSEUDO_TYPES),
+        # Mount points under these are skipped (per-user and credential tmpfs, snaps).
+        "skip_prefixes": list(SKIP_PREFIXES),
+    },
+)
+def disk(ctx: ProbeContext) -> list[Finding]:
+    """Filesystem space, inodes, read-only remounts, growth, I/O latency."""
+    host = ctx.host
+    try:
+        mounts = parse_mountinfo(host.read_text("/proc/self/mountinfo"))
+        mount_src = "/proc/self/mountinfo"
+    except FileNotFoundError:
+        mounts = parse_mounts(host.read_text("/proc/mounts"))
+        mount_src = "/proc/mounts"
+    try:
+        fstab = parse_fstab(host.read_text("/etc/fstab", max_bytes=1 << 20))
+    except (FileNotFoundError, PermissionError, LookupError):
+        fstab = {}
+    fss = real_filesystems(mounts, ctx.opt("skip_types"), ctx.opt("skip_prefixes"))
+    findings: list[Finding] = []
+    findings.append(_readonly(ctx, fss, fstab, mount_src))
+
+    writable = [m for m in fss if m.writable]
+    points = [m.point for m in writable]
+    t_vfs = float(ctx.opt("statvfs_timeout"))
+    with call_timeout(t_vfs):
+        vfs0 = parallel_map(host.statvfs, points, t_vfs + 0.2)
+    try:
+        disk0 = parse_diskstats(host.read_text("/proc/diskstats"))
+    except (FileNotFoundError, PermissionError, LookupError):
+        disk0 = None
+    t0 = host.time()
+    if ctx.window > 0:
+        host.sleep(ctx.window)
+    dt = 0.0
+    vfs1: list[VfsResult | BaseException] = []
+    disk1 = None
+    if ctx.window > 0:
+        alive = [p for p, v in zip(points, vfs0, strict=True) if isinstance(v, VfsResult)]
+        with call_timeout(t_vfs):
+            got = dict(zip(alive, parallel_map(host.statvfs, alive, t_vfs + 0.2), strict=True))
+        vfs1 = [got.get(p, TimeoutError("not sampled")) for p in points]
+        if disk0 is not None:
+            try:
+                disk1 = parse_diskstats(host.read_text("/proc/diskstats"))
+            except (FileNotFoundError, PermissionError, LookupError):
+                disk1 = None
+        dt = host.time() - t0
+        if dt <= 0:
+            dt = ctx.window
+
+    findings.extend(_space(ctx, writable, vfs0, vfs1, dt))
+    io = _io(ctx, disk0, disk1, dt)
+    if io is not None:
+        findings.append(io)
+    return findings
+
+
+def _readonly(ctx: ProbeContext, fss: list[Mount], fstab: dict[str, tuple[str, ...]], src: str) -> Finding:
+    expect = {p.rstrip("/") or "/" for p in ctx.opt("expect_rw") if p}
+    bad: list[Evidence] = []
+    for m in fss:
+        why = ""
+        if m.super_ro and not m.mount_ro:
+            flag = "emergency_ro" if "emergency_ro" in m.super_opts else "ro"
+            why = f"filesystem went read-only underneath a read-write mount (superblock {flag})"
+        elif m.mount_ro or m.super_ro:
+            fst = fstab.get(m.point)
+            if fst is not None and "ro" not in fst:
+                why = "read-only, but /etc/fstab mounts it read-write"
+            elif m.point in expect:
+                why = "read-only, but expected read-write (expect_rw)"
+        if why:
+            bad.append(Evidence(src, f"{m.point} ({m.fstype} on {m.source}): {why}", value="ro", threshold="rw"))
+    if bad:
+        return ctx.finding("disk.readonly_remount", True, *bad)
+    return ctx.finding(
+        "disk.readonly_remount",
+        False,
+        Evidence(src, f"{len(fss)} filesystems checked, none remounted read-only"),
+    )
+
+
+def _space(
+    ctx: ProbeContext,
+    mounts: list[Mount],
+    vfs0: list[VfsResult | BaseException],
+    vfs1: list[VfsResult | BaseException],
+    dt: float,
+) -> list[Finding]:
+    ex_pct = float(ctx.opt("space_exhausted_percent"))
+    ex_bytes = int(ctx.opt("space_exhausted_bytes"))
+    low_pct = float(ctx.opt("space_low_percent"))
+    ino_pct = float(ctx.opt("inodes_exhausted_percent"))
+    horizon = float(ctx.opt("growth_horizon_seconds"))
+    min_growth = int(ctx.opt("growth_min_bytes"))
+    exhausted: list[Evidence] = []
+    low: list[Evidence] = []
+    inodes: list[Evidence] = []
+    growing: list[Evidence] = []
+    unread: list[str] = []
+    checked = 0
+    grown_checked = 0
+    tightest: tuple[float, str] | None = None
+    for i, m in enumerate(mounts):
+        v = vfs0[i]
+        if not isinstance(v, VfsResult):
+            unread.append(f"{m.point} ({_why(v)})")
+            continue
+        if v.total <= 0:
+            continue
+        checked += 1
+        src = f"statvfs {m.point}"
+        free_pct = _pct(v.free, v.total)
+        used_pct = 100.0 - free_pct
+        where = f"{m.point} ({m.fstype} on {m.source})"
+        if tightest is None or free_pct < tightest[0]:
+            tightest = (free_pct, m.point)
+        if free_pct < ex_pct or (v.free < ex_bytes and used_pct >= low_pct):
+            exhausted.append(
+                Evidence(
+                    src,
+                    f"{where}: {_fmt_bytes(v.free)} free of {_fmt_bytes(v.total)} ({free_pct:.1f}% free)",
+                    value=round(free_pct, 2),
+                    threshold=ex_pct,
+                    unit="% free",
+                )
+            )
+        elif used_pct >= low_pct:
+            low.append(
+                Evidence(
+                    src,
+                    f"{where}: {used_pct:.1f}% used, {_fmt_bytes(v.free)} free of {_fmt_bytes(v.total)}",
+                    value=round(used_pct, 1),
+                    threshold=low_pct,
+                    unit="% used",
+                )
+            )
+        if v.files > 0:
+            ifree_pct = _pct(v.files_free, v.files)
+            if ifree_pct < ino_pct:
+                inodes.append(
+                    Evidence(
+                        src,
+                        f"{where}: {v.files_free} of {v.files} inodes free ({ifree_pct:.1f}%)",
+                        value=round(ifree_pct, 2),
+                        threshold=ino_pct,
+                        unit="% inodes free",
+                    )
+                )
+        if dt > 0 and i < len(vfs1) and isinstance(vfs1[i], VfsResult):
+            w = vfs1[i]
+            assert isinstance(w, VfsResult)
+            grown_checked += 1
+            grew = v.free - w.free
+            if grew >= min_growth:
+                rate = grew / dt
+                eta = w.free / rate
+                if eta < horizon:
+                    growing.append(
+                        Evidence(
+                            src,
+                            f"{where}: {_fmt_bytes(rate)}/s written over {dt:.1f}s, full in about {eta / 60:.0f} min",
+                            value=round(eta),
+                            threshold=horizon,
+                            unit="s to full",
+                        )
+                    )
+    note = f"; could not read {', '.join(unread)}" if unread else ""
+    tight = f"; least free: {tightest[1]} {tightest[0]:.1f}%" if tightest else ""
+    summary = f"{checked} writable filesystems checked{tight}{note}"
+    out: list[Finding] = []
+    if checked == 0 and unread:
+        raise TimeoutError(f"statvfs failed on every filesystem: {', '.join(unread)}")
+    for fid, ev in (
+        ("disk.space_exhausted", exhausted),
+        ("disk.space_low", low),
+        ("disk.inodes_exhausted", inodes),
+    ):
+        out.append(ctx.finding(fid, True, *ev) if ev else ctx.finding(fid, False, Evidence("statvfs", summary)))
+    if growing:
+        out.append(ctx.finding("disk.space_growing_fast", True, *growing))
+    elif grown_checked:
+        out.append(
+            ctx.finding(
+                "disk.space_growing_fast",
+                False,
+                Evidence("statvfs", f"{grown_checked} filesystems sampled {dt:.1f}s apart, none fills within {horizon / 60:.0f} min"),
+            )
+        )
+    return out
+
+
+def _why(exc: object) -> str:
+    if isinstance(exc, TimeoutError):
+        return "statvfs did not answer: hung mount?"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _io(ctx: ProbeContext, disk0: dict[str, DiskStat] | None, disk1: dict[str, DiskStat] | None, dt: float) -> Finding | None:
+    await_ms = float(ctx.opt("io_await_ms"))
+    min_req = int(ctx.opt("io_min_requests"))
+    psi_full = float(ctx.opt("io_psi_full_percent"))
+    slow: list[Evidence] = []
+    looked = False
+    summary = []
+    if disk0 is not None and disk1 is not None and dt > 0:
+        looked = True
+        worst = None
+        for name, lat, ops, stuck in io_latency(disk0, disk1, dt):
+            if stuck:
+                slow.append(
+                    Evidence(
+                        "/proc/diskstats",
+                        f"{name}: {disk1[name].in_flight} requests in flight, none completed in {dt:.1f}s",
+                        value="stuck",
+                        threshold=await_ms,
+                        unit="ms",
+                    )
+                )
+            elif ops >= min_req and lat >= await_ms:
+                slow.append(
+                    Evidence(
+                        "/proc/diskstats",
+                        f"{name}: {lat:.0f} ms per request over {ops} requests in {dt:.1f}s",
+                        value=round(lat, 1),
+                        threshold=await_ms,
+                        unit="ms",
+                    )
+                )
+            if ops and (worst is None or lat > worst[1]):
+                worst = (name, lat)
+        summary.append(f"worst await {worst[0]} {worst[1]:.1f} ms" if worst else "no disk requests in the window")
+    psi = read_psi(ctx.host, "io")
+    if psi is not None and "full" in psi:
+        looked = True
+        full10 = psi["full"].get("avg10", 0.0)
+        if full10 >= psi_full:
+            slow.append(
+                Evidence(
+                    "/proc/pressure/io",
+                    f"all non-idle tasks stalled on I/O {full10:.1f}% of the last 10 s",
+                    value=full10,
+                    threshold=psi_full,
+                    unit="%",
+                )
+            )
+        summary.append(f"PSI io full avg10 {full10:.1f}%")
+    if not looked:
+        return None
+    if slow:
+        return ctx.finding("disk.io_latency_high", True, *slow)
+    return ctx.finding("disk.io_latency_high", False, Evidence("/proc/diskstats", "; ".join(summary)))
