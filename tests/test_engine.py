@@ -73,6 +73,49 @@ def test_explanations_match_the_posterior(obs):
         assert math.isclose(total_db, expected_db, abs_tol=0.05 * max(1, len(ws)))
 
 
+STRENGTHS = st.dictionaries(st.sampled_from(FIDS), st.floats(0.5, 1.0), max_size=25)
+
+
+@settings(max_examples=200, deadline=None)
+@given(OBS, STRENGTHS)
+def test_soft_findings_keep_a_distribution_and_weights_add_up(obs, strengths):
+    post = posterior(KB, obs, strengths)
+    assert math.isclose(sum(post.probs.values()) + post.unlisted, 1.0, rel_tol=1e-9)
+    cid = "disk-full"
+    total_db = sum(w.decibans for w in weights(KB, cid, obs, strengths))
+    prior_ratio = (KB.conditions[cid].prior * (1 - KB.unlisted_prior) / sum(c.prior for c in KB.conditions.values())) / KB.unlisted_prior
+    expected_db = 10 * math.log10(post.probs[cid] / post.unlisted / prior_ratio)
+    assert math.isclose(total_db, expected_db, abs_tol=0.05 * max(1, len(obs)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(OBS, st.sampled_from(FIDS), st.sampled_from([State.PRESENT, State.ABSENT]))
+def test_a_finding_of_strength_one_half_tells_nothing(obs, fid, state):
+    base = {k: v for k, v in obs.items() if k != fid}
+    soft = posterior(KB, {**base, fid: state}, {fid: 0.5})
+    plain = posterior(KB, base)
+    for cid in KB.conditions:
+        assert math.isclose(soft.probs[cid], plain.probs[cid], rel_tol=1e-9, abs_tol=1e-15)
+
+
+@settings(max_examples=200, deadline=None)
+@given(OBS, st.sampled_from(sorted(KB.conditions)), st.sampled_from(FIDS), st.floats(0.5, 1.0), st.floats(0.5, 1.0))
+def test_a_firmer_finding_moves_the_odds_further(obs, cid, fid, s1, s2):
+    """Between no information (0.5) and a plain observation (1), the weight of a finding
+    for a condition grows with its strength, in the same direction."""
+    lo, hi = sorted((s1, s2))
+    base = {k: v for k, v in obs.items() if k != fid}
+    obs2 = {**base, fid: State.PRESENT}
+
+    def log_odds(s: float) -> float:
+        post = posterior(KB, obs2, {fid: s})
+        return math.log(post.probs[cid] / post.unlisted)
+
+    neutral, weak, firm = log_odds(0.5), log_odds(lo), log_odds(hi)
+    assert abs(firm - neutral) >= abs(weak - neutral) - 1e-9
+    assert (firm - neutral) * (weak - neutral) >= -1e-12
+
+
 def test_no_evidence_is_not_confident():
     post = posterior(KB, {})
     top = max(post.probs.values())

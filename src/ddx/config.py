@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_WINDOW",
     "Config",
     "find_config",
+    "inventory_options",
     "load_config",
     "probe_options",
     "probe_timeout",
@@ -68,6 +69,7 @@ class Config:
     window: float = DEFAULT_WINDOW
     disable: tuple[str, ...] = ()
     probes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+    inventory: Mapping[str, Any] = field(default_factory=dict, hash=False)  # the [inventory] table, validated
 
 
 def find_config(path: str | None) -> str | None:
@@ -181,8 +183,8 @@ def load_config(path: str | None) -> Config:
     load_probes()
     known_probes = sorted(registry)
     for table in data:
-        if table not in ("ddx", "probe"):
-            raise ConfigError(f"{file}: unknown table [{table}]{_suggest(table, ['ddx', 'probe'])}")
+        if table not in ("ddx", "probe", "inventory"):
+            raise ConfigError(f"{file}: unknown table [{table}]{_suggest(table, ['ddx', 'probe', 'inventory'])}")
 
     top = data.get("ddx", {})
     if not isinstance(top, dict):
@@ -228,7 +230,72 @@ def load_config(path: str | None) -> Config:
                 raise ConfigError(f"{where} key {key!r}: expected {want}, got {_type_name(value)} {value!r}")
             out[key] = conv
         probes[name] = out
-    return Config(file, timeout, budget, window, tuple(disable_raw), probes)
+    inventory = _inventory_table(file, data.get("inventory", {}))
+    return Config(file, timeout, budget, window, tuple(disable_raw), probes, inventory)
+
+
+INVENTORY_KEYS: dict[str, str] = {
+    "lookback_hours": "hours within which a file written in /var/log or a service's folders counts as its log (default 6)",
+    "budget": "seconds the discovery pass may take (default 2)",
+    "logs": "extra log files or globs to read, for no particular service",
+    "services": "services to add or complete: tables with `name`, and `program`, `logs`, `configs`, `data_dirs`",
+}
+_SERVICE_KEYS = ("name", "program", "logs", "configs", "data_dirs")
+
+
+def _inventory_table(file: str, raw: Any) -> dict[str, Any]:
+    """The validated ``[inventory]`` table (see ``INVENTORY_KEYS``)."""
+    where = f"{file}: [inventory]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: 'inventory' must be a table [inventory]")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in INVENTORY_KEYS:
+            raise ConfigError(f"{where} unknown key {key!r}{_suggest(key, list(INVENTORY_KEYS))}")
+        if key in ("lookback_hours", "budget"):
+            out[key] = _positive(where, key, value)
+        elif key == "logs":
+            out[key] = _paths(where, key, value)
+        else:
+            if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+                raise ConfigError(f"{where} key 'services': expected a list of tables ([[inventory.services]])")
+            services = []
+            for i, entry in enumerate(value):
+                w = f"{where} services[{i}]"
+                for k in entry:
+                    if k not in _SERVICE_KEYS:
+                        raise ConfigError(f"{w} unknown key {k!r}{_suggest(k, list(_SERVICE_KEYS))}")
+                name = entry.get("name")
+                if not isinstance(name, str) or not name.strip():
+                    raise ConfigError(f"{w}: 'name' is required (a string)")
+                if "program" in entry and not isinstance(entry["program"], str):
+                    raise ConfigError(f"{w} key 'program': expected a string, got {_type_name(entry['program'])}")
+                services.append({"name": name, "program": entry.get("program", ""),
+                                 **{k: _paths(w, k, entry.get(k, [])) for k in ("logs", "configs", "data_dirs")}})
+            out[key] = services
+    return out
+
+
+def _paths(where: str, key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ConfigError(f"{where} key {key!r}: expected a list of paths, got {_type_name(value)}")
+    bad = [x for x in value if not x.startswith("/")]
+    if bad:
+        raise ConfigError(f"{where} key {key!r}: {bad[0]!r} is not an absolute path")
+    return list(value)
+
+
+def inventory_options(config: Config, **extra: Any) -> Any:
+    """The discovery pass's options from ``[inventory]`` (``ddx.inventory.InventoryOptions``)."""
+    from ddx.inventory import InventoryOptions
+
+    inv = config.inventory
+    kwargs: dict[str, Any] = {}
+    for key in ("lookback_hours", "budget"):
+        if key in inv:
+            kwargs[key] = float(inv[key])
+    return InventoryOptions(logs=tuple(inv.get("logs", ())), services=tuple(inv.get("services", ())),
+                            **kwargs, **extra)
 
 
 def probe_options(config: Config, spec: ProbeSpec) -> dict[str, Any]:
@@ -268,7 +335,7 @@ Where ddx looks, first match wins: `--config FILE`, `$DDX_CONFIG`,
 must exist. An invalid file stops ddx with one error naming the file, the table
 and the key (with the closest known key when it looks mistyped), exit code 2.
 
-Rules: tables are `[ddx]` and `[probe.NAME]`, nothing else. A `[probe.NAME]`
+Rules: tables are `[ddx]`, `[inventory]` and `[probe.NAME]`, nothing else. A `[probe.NAME]`
 table may set that probe's options below and `timeout`. A value must have the
 type of its default; an integer is accepted where the default is a number with
 a fraction, and a list of tables where the default is a list.
@@ -347,6 +414,16 @@ def render_config_doc() -> str:
     defaults = {"timeout": "each probe's own (2)", "budget": "10", "window": "1", "disable": "[]"}
     for key, meaning in _DDX_KEYS.items():
         lines.append(f"| `{key}` | {defaults[key]} | {meaning} |")
+    lines.append("")
+    lines += ["## [inventory]", "",
+              "What the discovery pass finds on its own (`ddx inventory` shows it) can be completed here: logs "
+              "it cannot find, or a service's logs, configuration and data folders.", "",
+              "```toml", "[inventory]", 'logs = ["/srv/shop/log/*.log"]', "", "[[inventory.services]]",
+              'name = "shop"', 'program = "gunicorn"   # matched to the running service of this program', 
+              'logs = ["/srv/shop/log/app.log"]', 'data_dirs = ["/srv/shop/uploads"]', "```", "",
+              "| key | meaning |", "|---|---|"]
+    for key, meaning in INVENTORY_KEYS.items():
+        lines.append(f"| `{key}` | {meaning} |")
     lines.append("")
     for name in sorted(registry):
         spec = registry[name]

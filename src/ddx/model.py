@@ -3,14 +3,25 @@
 A finding is one fact of the vocabulary (``kb/data/findings.yaml``) in one of
 three states. ``unknown`` is the default: a finding nobody looked at, or that a
 probe could not read, is unknown, never absent.
+
+Two qualifiers make a known state softer than "seen" or "looked everywhere":
+
+- ``coverage``: what was looked at and what was not (a log-sourced finding
+  read the logs of three services of four). An absent finding whose sources
+  were not all read says so, and its ``strength`` follows its coverage.
+- ``strength``: how firmly the state holds *for this incident*, in [0.5, 1].
+  1 is a plain observation; 0.5 says nothing (as unknown). The engine treats it
+  as Jeffrey's virtual evidence: ``P(obs | H) = s P(state | H) + (1 - s) P(other
+  state | H)``. The timing stage lowers it for a change or a kernel line long
+  before the symptoms began; partial coverage lowers it for an absence.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-__all__ = ["Evidence", "Finding", "State", "merge_findings"]
+__all__ = ["Coverage", "Evidence", "Finding", "State", "absent_strength", "merge_findings"]
 
 
 class State(str, enum.Enum):
@@ -26,7 +37,9 @@ class Evidence:
     ``value`` and ``threshold`` are numbers or short strings (``"97.2%"``);
     ``source`` is the file or command that was read; ``samples`` holds a few
     raw lines (log lines, table rows); ``first_seen``/``last_seen`` are ISO-8601
-    times when the evidence has them.
+    times when the evidence has them. ``since`` is the start of what a counter
+    counts (a service's start: "8 sets refused since memcached started") when
+    the evidence is a total rather than lines with their own times.
     """
 
     source: str
@@ -38,16 +51,47 @@ class Evidence:
     first_seen: str | None = None
     last_seen: str | None = None
     count: int | None = None
+    since: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"source": self.source, "summary": self.summary}
-        for key in ("value", "threshold", "unit", "first_seen", "last_seen", "count"):
+        for key in ("value", "threshold", "unit", "first_seen", "last_seen", "count", "since"):
             val = getattr(self, key)
             if val not in (None, ""):
                 out[key] = val
         if self.samples:
             out["samples"] = list(self.samples)
         return out
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Where a finding's evidence would show, and what of that was read.
+
+    ``read`` lists the sources read (log files, "journal", services probed);
+    ``missing`` the ones that would show it but were not read, each with the
+    reason (``"app (pid 812): no log found"``); ``share`` is the part of the
+    places it would show that was read, in [0, 1]."""
+
+    read: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    share: float = 1.0
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and self.share >= 1.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {"read": list(self.read), "missing": list(self.missing), "share": round(self.share, 3)}
+
+
+def absent_strength(share: float) -> float:
+    """The strength of an absence looked for in ``share`` of the places the finding
+    would show: ``1 / (2 - share)``. With it the engine's Jeffrey form equals, up to a
+    factor common to every cause, ``P(not seen | H) = 1 - share * P(present | H)``:
+    what not seeing it in that part means. 1 for a full look, 0.5 for none."""
+    share = min(1.0, max(0.0, share))
+    return 1.0 / (2.0 - share)
 
 
 @dataclass(frozen=True)
@@ -63,9 +107,18 @@ class Finding:
     state: State
     source: str
     evidence: tuple[Evidence, ...] = field(default=())
+    coverage: Coverage | None = None
+    strength: float = 1.0
+    note: str = ""  # why the strength is below 1 ("a change 6 h before the errors began")
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"id": self.id, "state": self.state.value, "source": self.source}
+        if self.strength < 1.0:
+            out["strength"] = round(self.strength, 3)
+        if self.note:
+            out["note"] = self.note
+        if self.coverage is not None:
+            out["coverage"] = self.coverage.to_dict()
         if self.evidence:
             out["evidence"] = [e.to_dict() for e in self.evidence]
         return out
@@ -86,7 +139,8 @@ def merge_findings(*groups: list[Finding] | tuple[Finding, ...]) -> list[Finding
     Rules: a person's word (``cli`` over ``case:``) wins over probes; between
     sources of the same rank a present finding wins over an absent one (seeing
     something beats not seeing it elsewhere) and evidence of the same state is
-    pooled; unknown never overrides a known state.
+    pooled, with the strength (and coverage) of the firmer one; unknown never
+    overrides a known state.
     """
     by_id: dict[str, Finding] = {}
     for group in groups:
@@ -104,7 +158,8 @@ def merge_findings(*groups: list[Finding] | tuple[Finding, ...]) -> list[Finding
                 continue
             elif cur.state == f.state:
                 sources = cur.source if f.source in cur.source.split(",") else f"{cur.source},{f.source}"
-                by_id[f.id] = Finding(f.id, cur.state, sources, cur.evidence + f.evidence)
+                firm = cur if cur.strength >= f.strength else f
+                by_id[f.id] = replace(firm, source=sources, evidence=cur.evidence + f.evidence)
             elif f.state is State.PRESENT:
                 by_id[f.id] = f
     return [by_id[k] for k in sorted(by_id)]

@@ -16,17 +16,19 @@ import pytest
 from ddx.host import BundleHost, LiveHost, VfsResult, build_bundle
 from ddx.model import Finding, State
 from ddx.probes.base import ProbeContext, registry
+from ddx.probes.parsers.mounts import (
+    parse_fstab,
+    parse_mountinfo,
+    parse_mounts,
+    real_filesystems,
+    unescape_mount,
+)
 from ddx.probes.system.disk import (
     DiskStat,
     disk,
     io_latency,
     is_partition,
     parse_diskstats,
-    parse_fstab,
-    parse_mountinfo,
-    parse_mounts,
-    real_filesystems,
-    unescape_mount,
 )
 
 MOUNTINFO = """\

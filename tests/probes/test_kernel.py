@@ -33,7 +33,7 @@ from ddx.probes.parsers.kmsg import (
     parse_kmsg,
     program_key,
 )
-from ddx.probes.parsers.logtime import iso
+from ddx.units import iso
 from ddx.probes.runner import run_probes
 from ddx.probes.system.kernel import FINDINGS, PRESENT_ONLY, KernelLog, judge
 

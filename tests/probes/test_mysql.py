@@ -281,7 +281,7 @@ def test_row_lock_wait(my: My) -> None:
         assert locks.state is State.PRESENT
         ev = locks.evidence[0]
         assert "UPDATE shop.t SET v = 2 WHERE id = 1" in ev.samples[0] and "SELECT SLEEP(60)" in ev.samples[0]
-        assert any("open longer than 1s" in e.summary for e in locks.evidence), [e.summary for e in locks.evidence]
+        assert any("open longer than 1 s" in e.summary for e in locks.evidence), [e.summary for e in locks.evidence]
         assert "apppw" not in repr(f)
         assert top(f, drop=("svc.db_sequence_near_max",)).startswith("db-lock-contention")
     finally:

@@ -306,7 +306,7 @@ def test_session_blocked_behind_an_open_transaction(pg: Pg) -> None:
         ev = locks.evidence[0]
         assert ev.count == 1 and "SELECT count(*) FROM t" in ev.samples[0] and "idle in transaction" in ev.samples[0]
         assert ev.source == f"postgresql://app:***@127.0.0.1:{pg.port}/postgres"
-        assert any("open longer than 1s" in e.summary for e in locks.evidence[1:])
+        assert any("open longer than 1 s" in e.summary for e in locks.evidence[1:])
         assert "apppw" not in repr(f)
         assert waiter.poll() is None
         assert top(f).startswith("db-lock-contention"), top(f)

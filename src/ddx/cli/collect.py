@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from ddx.cli._common import add_command
+from ddx.units import size
 
 __all__ = ["add_collection_options", "collection_from_args", "register"]
 
@@ -159,8 +160,6 @@ def _output_path(out: str, host: str) -> str:
     return out
 
 
-def _size(n: int) -> str:
-    return f"{n / (1 << 20):.1f} MB" if n >= 1 << 20 else f"{n / 1024:.0f} KB"
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -180,7 +179,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     tail = "; could not run: " + ", ".join(f"{r.name} ({r.status}: {r.reason})" for r in bad) if bad else ""
     print(
         f"ddx: saved {n_out} reads by {len(collection.results)} probes, {len(collection.findings)} findings, "
-        f"to {path} ({_size(os.path.getsize(path))}) in {collection.seconds:.1f}s{tail}",
+        f"to {path} ({size(os.path.getsize(path))}) in {collection.seconds:.1f}s{tail}",
         file=sys.stderr,
     )
     return 0

@@ -176,10 +176,10 @@ def run_summary(args: argparse.Namespace) -> int:
 
 def render_summary(summary: Any, *, top: int = 10) -> str:
     """The text report of a ``LogSummary``."""
-    from ddx.logs.summary import _iso
+    from ddx.units import iso_or_none
 
     def when(t: float | None) -> str:
-        return (_iso(t) or "-").replace("T", " ")[:19]
+        return (iso_or_none(t) or "-").replace("T", " ")[:19]
 
     def row(t: Any, count: int) -> list[str]:
         lvl = t.level or "-"

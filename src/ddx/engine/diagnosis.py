@@ -51,11 +51,12 @@ def diagnose(
     """Rank every condition of ``kb`` for ``findings`` (ids must be in the vocabulary)."""
     known = [f for f in findings if f.state is not State.UNKNOWN]
     observed: dict[str, State] = {f.id: f.state for f in known}
-    post = posterior(kb, observed)
+    strengths = {f.id: max(0.5, min(1.0, f.strength)) for f in known if f.strength < 1.0}
+    post = posterior(kb, observed, strengths)
     hyps = []
     for cid, prob in post.ranked():
         cond = kb.conditions[cid]
-        ws = weights(kb, cid, observed)
+        ws = weights(kb, cid, observed, strengths)
         hyps.append(
             Hypothesis(
                 id=cid,

@@ -18,7 +18,15 @@ against the unlisted hypothesis, in decibans (10·log10): ``P(f|C)/leak(f)``
 when present, ``(1-P(f|C))/(1-leak(f))`` when absent. Positive weights argue
 for C, negative against; unknown findings weigh nothing.
 
-Invariants (tested with hypothesis): unknown findings change nothing;
+Soft findings. A finding may carry a strength ``s`` in [0.5, 1] (see
+``ddx.model``): how firmly its state holds for this incident. It enters as
+Jeffrey's virtual evidence, ``P(obs | H) = s P(state | H) + (1 - s) P(other
+state | H)``: 1 is the plain observation, 0.5 tells nothing. An absence read in
+part of the places it would show, or a change hours before the symptoms, moves
+the ranking less than a plain one.
+
+Invariants (tested with hypothesis): unknown findings change nothing, nor do
+findings of strength 0.5;
 probabilities lie in [0, 1] and sum with the unlisted share to 1; a present
 finding that C predicts more often than its leak raises C's odds against the
 unlisted hypothesis and never lowers C's probability unless a rival predicts
@@ -69,15 +77,22 @@ def likelihood_row(kb: KnowledgeBase, finding: str, order: list[str]) -> list[fl
     return [kb.conditions[c].likelihoods.get(finding, leak) for c in order] + [leak]
 
 
-def _log_state(p: float, state: State) -> float:
-    return math.log(p) if state is State.PRESENT else math.log1p(-p)
+def _log_state(p: float, state: State, strength: float = 1.0) -> float:
+    """log P(obs | H) for a finding H predicts present with probability ``p``."""
+    if strength >= 1.0:
+        return math.log(p) if state is State.PRESENT else math.log1p(-p)
+    same = p if state is State.PRESENT else 1.0 - p
+    return math.log(strength * same + (1.0 - strength) * (1.0 - same))
 
 
-def posterior(kb: KnowledgeBase, observed: Mapping[str, State]) -> Posterior:
+def posterior(
+    kb: KnowledgeBase, observed: Mapping[str, State], strengths: Mapping[str, float] | None = None
+) -> Posterior:
     """Posterior over conditions and the unlisted hypothesis.
 
     ``observed`` maps finding ids to states; unknown states and ids the
     knowledge base does not define are ignored (callers validate ids first).
+    ``strengths`` gives the strength of the soft ones (1 when not listed).
     """
     order = sorted(kb.conditions)
     total_prior = sum(kb.conditions[c].prior for c in order)
@@ -88,8 +103,9 @@ def posterior(kb: KnowledgeBase, observed: Mapping[str, State]) -> Posterior:
         if state is State.UNKNOWN or fid not in kb.findings:
             continue
         row = likelihood_row(kb, fid, order)
+        strength = (strengths or {}).get(fid, 1.0)
         for i, p in enumerate(row):
-            logs[i] += _log_state(p, state)
+            logs[i] += _log_state(p, state, strength)
     top = max(logs)
     exps = [math.exp(x - top) for x in logs]
     z = sum(exps)
@@ -97,7 +113,9 @@ def posterior(kb: KnowledgeBase, observed: Mapping[str, State]) -> Posterior:
     return Posterior(probs=probs, unlisted=exps[-1] / z)
 
 
-def weights(kb: KnowledgeBase, condition: str, observed: Mapping[str, State]) -> list[Weight]:
+def weights(
+    kb: KnowledgeBase, condition: str, observed: Mapping[str, State], strengths: Mapping[str, float] | None = None
+) -> list[Weight]:
     """Each known finding's weight of evidence for ``condition`` (decibans against
     the unlisted hypothesis), strongest first; zero weights are left out."""
     out: list[Weight] = []
@@ -107,7 +125,8 @@ def weights(kb: KnowledgeBase, condition: str, observed: Mapping[str, State]) ->
         if state is State.UNKNOWN or fid not in likes:
             continue
         p, leak = likes[fid], kb.findings[fid].fp_rate
-        w = DB * (_log_state(p, state) - _log_state(leak, state))
+        strength = (strengths or {}).get(fid, 1.0)
+        w = DB * (_log_state(p, state, strength) - _log_state(leak, state, strength))
         if abs(w) >= 0.05:
             out.append(Weight(fid, state, w))
     out.sort(key=lambda w: (-abs(w.decibans), w.finding))

@@ -21,6 +21,7 @@ from typing import Any
 from ddx.host.base import CommandResult, StatResult, VfsResult
 from ddx.host.calls import current_probe
 from ddx.host.redact import redact_cmdline, redact_output
+from ddx.units import iso_local
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -29,7 +30,6 @@ __all__ = [
     "call_key",
     "decode_error",
     "encode_error",
-    "iso_local",
     "member_name",
     "redact_json",
 ]
@@ -110,8 +110,6 @@ def member_name(folder: str, path: str, used: set[str]) -> str:
     return name
 
 
-def iso_local(t: float) -> str:
-    return time_mod.strftime("%Y-%m-%dT%H:%M:%S%z", time_mod.localtime(t))
 
 
 class BundleHost:
@@ -144,6 +142,14 @@ class BundleHost:
         self.evidence_time: str | None = (
             (coll.get("started") if isinstance(coll, dict) else None) or manifest.get("recording_started") or None
         )
+        self.inventory: Any = None  # the inventory saved with the evidence (ddx.inventory.Inventory)
+        if manifest.get("inventory") is not None:
+            from ddx.inventory import inventory_from_dict
+
+            try:
+                self.inventory = inventory_from_dict(manifest["inventory"])
+            except ValueError as exc:
+                raise UsageError(f"{path}: manifest.json's inventory is malformed ({exc})") from None
         self._lock = threading.Lock()
         self._by_probe: dict[tuple[str | None, str], list[dict[str, Any]]] = {}
         self._any: dict[str, list[dict[str, Any]]] = {}

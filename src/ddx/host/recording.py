@@ -25,12 +25,12 @@ from ddx.host.bundle import (
     TOP,
     call_key,
     encode_error,
-    iso_local,
     member_name,
     redact_json,
 )
 from ddx.host.calls import current_probe
 from ddx.host.redact import redact_cmdline, redact_cmdline_file, redact_output
+from ddx.units import iso_local
 
 __all__ = ["RecordingHost"]
 
@@ -179,6 +179,8 @@ class RecordingHost:
                     "findings": [f.to_dict() for f in collection.findings],
                 }
             )
+            if getattr(collection, "inventory", None) is not None:
+                manifest["inventory"] = redact_json(collection.inventory.to_dict())
         if extra:
             manifest.update(extra)
         members["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True).encode()

@@ -11,10 +11,9 @@ templates: id and text, counts, first/last time and a sample line.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from ddx.logs.summary import Burst, LogSummary, TemplateStats
 from ddx.model import Evidence, Finding, State
+from ddx.units import iso_or_none
 
 __all__ = ["MIN_BASELINE", "MAX_EVIDENCE", "log_findings"]
 
@@ -22,8 +21,6 @@ MIN_BASELINE = 20
 MAX_EVIDENCE = 5
 
 
-def _iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
 def _template_evidence(source: str, t: TemplateStats) -> Evidence:
@@ -33,8 +30,8 @@ def _template_evidence(source: str, t: TemplateStats) -> Evidence:
         value=t.incident_count,
         unit="lines",
         samples=(t.sample,) if t.sample else (),
-        first_seen=_iso(t.first),
-        last_seen=_iso(t.last),
+        first_seen=iso_or_none(t.first),
+        last_seen=iso_or_none(t.last),
         count=t.incident_count,
     )
 

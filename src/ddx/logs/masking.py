@@ -69,7 +69,7 @@ _MASK_RE = re.compile(
             | [A-Za-z0-9+.\-]*+://[^\s"'<>\[\](){},;]*          # URL
           )
       )
-    | (?<![\w./~\-])(?:/[^\s/:,;'"()\[\]{}<>=|]++){2,}/?         # absolute path
+    | (?<![\w./~\->])(?:/[^\s/:,;'"()\[\]{}<>=|]++){2,}/?        # absolute path (not glued to a wildcard)
     | -(?:\d++(?:\.\d+)?\ ?""" + _UNIT + r"""|[A-Za-z]*+\d[A-Za-z0-9]*+)  # negative number
     | (?=:[0-9a-fA-F]{0,4}:)""" + _IPV6 + r"""                    # IPv6 starting with ::
     )

@@ -29,11 +29,11 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from ddx.logs.headers import Record, records
 from ddx.logs.miner import Cluster, TemplateMiner
 from ddx.logs.times import TimeParser
+from ddx.units import iso_or_none
 
 __all__ = ["BURST_FACTOR", "BURST_MIN", "Burst", "LogSummary", "SummaryBuilder", "TemplateStats", "infer_level"]
 
@@ -64,10 +64,6 @@ def infer_level(template: str) -> str | None:
     return None
 
 
-def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -93,8 +89,8 @@ class TemplateStats:
             "level": self.level,
             "first": self.first,
             "last": self.last,
-            "first_iso": _iso(self.first),
-            "last_iso": _iso(self.last),
+            "first_iso": iso_or_none(self.first),
+            "last_iso": iso_or_none(self.last),
             "baseline_count": self.baseline_count,
             "incident_count": self.incident_count,
             "sample": self.sample,
@@ -159,7 +155,7 @@ class LogSummary:
             "last": self.last,
             "since": self.since,
             "baseline_until": self.baseline_until,
-            "baseline_until_iso": _iso(self.baseline_until),
+            "baseline_until_iso": iso_or_none(self.baseline_until),
             "split": self.split,
             "formats": [{"source": s, "format": f} for s, f in self.formats],
             "templates": [t.to_dict() for t in self.templates],
@@ -407,7 +403,7 @@ class SummaryBuilder:
         if explicit:
             split_t: float | None = self.baseline_until
             split_bin = 0
-            how = f"baseline: lines before {_iso(split_t)} (given)"
+            how = f"baseline: lines before {iso_or_none(split_t)} (given)"
         elif lo is None or hi is None:
             split_t, split_bin, how = None, 0, "no lines"
         else:
@@ -419,7 +415,7 @@ class SummaryBuilder:
                 split_t = None
             if timed:
                 how = (
-                    f"baseline: the first three quarters of the time span, before {_iso(split_t)}"
+                    f"baseline: the first three quarters of the time span, before {iso_or_none(split_t)}"
                     if split_t is not None
                     else "all lines at one time: no baseline part"
                 )

@@ -29,10 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddx.host.base import Host
 from ddx.model import Evidence, Finding, State
+
+if TYPE_CHECKING:
+    from ddx.inventory.model import Inventory
 
 __all__ = [
     "NotApplicable",
@@ -57,6 +60,17 @@ class ProbeContext:
     window: float = 1.0  # sampling window in seconds for rate measurements
     probe_name: str = ""
     notes: list[str] = field(default_factory=list)  # what a probe that succeeded could not do
+    inventory: Inventory | None = None  # the discovery pass's; built on first use when not given
+
+    @property
+    def inv(self) -> Inventory:
+        """What runs on the host (``ddx.inventory``): the runner's one pass, or, for a
+        probe called on its own, a pass made now on its host."""
+        if self.inventory is None:
+            from ddx.inventory import build_inventory
+
+            self.inventory = build_inventory(self.host)
+        return self.inventory
 
     def note(self, text: str) -> None:
         """Say what could not be done while the rest worked (one target of several

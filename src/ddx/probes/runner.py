@@ -1,5 +1,9 @@
 """Run the probes concurrently, each within its timeout, all within a budget.
 
+First the inventory (``ddx.inventory``): one discovery pass that every probe
+reads (``ctx.inventory``), made through the same host (so a recording saves
+its reads), or the one a replayed bundle carries.
+
 Every probe runs in its own daemon thread. The runner waits for each until
 its deadline and then stops waiting: a probe stuck in a hung syscall is
 abandoned (daemon threads are not joined at exit, unlike a
@@ -24,6 +28,7 @@ from typing import Any
 from ddx.config import Config, probe_options, probe_timeout
 from ddx.errors import UsageError
 from ddx.host import probe_scope
+from ddx.inventory.model import Inventory
 from ddx.model import Finding, merge_findings
 from ddx.probes import load_probes
 from ddx.probes.base import (
@@ -33,8 +38,9 @@ from ddx.probes.base import (
     ProbeSpec,
     registry,
 )
+from ddx.units import iso_local
 
-__all__ = ["Collection", "run_probes", "select_probes"]
+__all__ = ["Collection", "run_probes", "select_probes", "take_inventory"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,7 @@ class Collection:
     seconds: float
     findings: tuple[Finding, ...]
     results: tuple[ProbeResult, ...]
+    inventory: Inventory | None = None
 
     def failed(self) -> tuple[ProbeResult, ...]:
         """Probes whose findings stay unknown because they could not run."""
@@ -60,6 +67,19 @@ class Collection:
             "results": [r.to_dict() for r in self.results],
             "findings": [f.to_dict() for f in self.findings],
         }
+
+
+def take_inventory(host: Any, config: Config) -> Inventory:
+    """The inventory a bundle carries, else one discovery pass on ``host`` (recorded
+    as the calls of "inventory" when the host records)."""
+    from ddx.config import inventory_options
+    from ddx.inventory import build_inventory
+
+    saved = getattr(host, "inventory", None)
+    if saved is not None:
+        return saved  # type: ignore[no-any-return]
+    with probe_scope("inventory"):
+        return build_inventory(host, inventory_options(config))
 
 
 def select_probes(config: Config, only: Iterable[str] | None = None) -> list[ProbeSpec]:
@@ -143,7 +163,7 @@ def _call(spec: ProbeSpec, ctx: ProbeContext, t0: float) -> ProbeResult:
 
 
 def _iso_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return iso_local(time.time())
 
 
 def run_probes(
@@ -163,11 +183,14 @@ def run_probes(
     win = config.window if window is None else max(0.0, float(window))
     total = config.budget if budget is None else float(budget)
     started = getattr(host, "evidence_time", None) or _iso_now()  # a bundle: when it was recorded
-    t0 = time.monotonic()
-    end = t0 + total
+    t_start = time.monotonic()
+    end = t_start + total
+    inventory = take_inventory(host, config)
+    t0 = time.monotonic()  # the probes' own time starts after the inventory; the budget covers both
     runs: list[_Run] = []
     for spec in specs:
-        ctx = ProbeContext(host=host, config=probe_options(config, spec), window=win, probe_name=spec.name)
+        ctx = ProbeContext(host=host, config=probe_options(config, spec), window=win, probe_name=spec.name,
+                           inventory=inventory)
         deadline = min(end, t0 + probe_timeout(config, spec, timeout) + win)
         runs.append(_Run(spec, ctx, deadline))
     for r in runs:
@@ -197,7 +220,8 @@ def run_probes(
     return Collection(
         host=str(getattr(host, "name", "")),
         started=started,
-        seconds=time.monotonic() - t0,
+        seconds=time.monotonic() - t_start,
         findings=tuple(findings),
         results=tuple(results),
+        inventory=inventory,
     )

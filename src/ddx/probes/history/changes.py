@@ -77,7 +77,7 @@ from ddx.host import Host
 from ddx.model import Evidence, Finding
 from ddx.probes.base import ProbeContext, probe
 from ddx.probes.history.logfiles import collect_logs, expand_glob, host_zone
-from ddx.probes.parsers.logtime import ago, iso
+from ddx.units import duration, iso
 
 __all__ = [
     "Change",
@@ -126,7 +126,7 @@ class Change:
     source: str
 
     def line(self, now: float) -> str:
-        return f"{iso(self.time)} ({ago(now - self.time)} ago) {self.what}"
+        return f"{iso(self.time)} ({duration(now - self.time)} ago) {self.what}"
 
 
 # --- package logs -------------------------------------------------------------------------
@@ -689,7 +689,7 @@ def _evidence(kind_text: str, items: Sequence[Change], now: float, cutoff: float
     sources = ", ".join(dict.fromkeys(c.source for c in items[:MAX_SAMPLES]))
     return Evidence(
         source=sources[:300],
-        summary=f"{len(items)} {kind_text} since {iso(cutoff)}; the latest {ago(now - latest.time)} ago: "
+        summary=f"{len(items)} {kind_text} since {iso(cutoff)}; the latest {duration(now - latest.time)} ago: "
                 f"{latest.what}",
         value=round((now - latest.time) / 60.0, 1),
         threshold=round((now - cutoff) / 60.0),
@@ -804,7 +804,7 @@ def changes(ctx: ProbeContext) -> list[Finding]:
                                replace(ev, summary=ev.summary + restart_note)))
     elif places:
         latest = max(deploys, key=lambda c: c.time, default=None)
-        last = f"; the last one {ago(now - latest.time)} ago: {latest.what}" if latest else ""
+        last = f"; the last one {duration(now - latest.time)} ago: {latest.what}" if latest else ""
         out.append(ctx.finding("change.recent_deploy", False, Evidence(
             source=", ".join(places[:8]), summary=f"no deploy {scope} in {len(places)} place(s){last}{restart_note}",
             count=0)))
@@ -851,7 +851,7 @@ def _errors_after(ctx: ProbeContext, every: list[Change], cutoff: float, now: fl
         gap = a.first_error - a.change.time
         evidence.append(Evidence(
             source=where,
-            summary=f"'{a.signature}' errors ({a.finding}) began {ago(gap)} after {a.change.kind} change: "
+            summary=f"'{a.signature}' errors ({a.finding}) began {duration(gap)} after {a.change.kind} change: "
                     f"{a.change.what}; first at {iso(a.first_error)}, {a.count_after} line(s) in the "
                     f"{after / 60:.0f} min after it, none in the {before / 60:.0f} min before",
             value=round(gap / 60.0, 1),

@@ -71,7 +71,7 @@ from ddx.errors import ProbeError
 from ddx.host import Host, redact_text
 from ddx.model import Evidence, Finding
 from ddx.probes.base import ProbeContext, probe
-from ddx.probes.parsers.logtime import TimeParser, ago, iso, local_zone, zone_named
+from ddx.probes.parsers.logtime import TimeParser, local_zone, zone_named
 from ddx.probes.parsers.signatures import (
     SIGNATURES,
     Signature,
@@ -79,6 +79,7 @@ from ddx.probes.parsers.signatures import (
     match_line,
     signature_findings,
 )
+from ddx.units import duration, iso, size
 
 __all__ = [
     "DEFAULT_LOGS",
@@ -396,7 +397,7 @@ def stall(mtime: float, now: float, tail_times: Sequence[float], stale_seconds: 
         return None
     if silent < STALL_FACTOR * max(gap, 1.0):
         return None
-    return (f"not written for {ago(silent)} although its records came every {gap:.0f} s "
+    return (f"not written for {duration(silent)} although its records came every {gap:.0f} s "
             f"on average (median gap) before that")
 
 
@@ -459,11 +460,6 @@ def open_writers(host: Host, targets: Iterable[str], *, max_procs: int, max_link
 # --- judging ---------------------------------------------------------------------------------
 
 
-def _size(n: int) -> str:
-    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= div:
-            return f"{n / div:.1f} {unit}"
-    return f"{n} B"
 
 
 def _span(h: SignatureHits) -> str:
@@ -498,7 +494,7 @@ def judge_signatures(
         if not hits:
             out.append((fid, False, (Evidence(
                 source=where,
-                summary=f"no matching line {scope} in {len(sources)} log(s) ({_size(bytes_read)} read){unread}",
+                summary=f"no matching line {scope} in {len(sources)} log(s) ({size(bytes_read)} read){unread}",
                 value=0, count=0),)))
             continue
         ranked = sorted(hits, key=lambda h: (h.signature.name not in reached, -h.count))
@@ -606,7 +602,7 @@ def collect_logs(
         fresh = st.mtime >= cutoff
         left = max_total_bytes - total
         if left < 4096:
-            failed.append(f"{path}: not read (read budget of {_size(max_total_bytes)} used up)")
+            failed.append(f"{path}: not read (read budget of {size(max_total_bytes)} used up)")
             continue
         try:
             chunk = read_log(host, path, min(left, max_bytes if fresh else min(max_bytes, STALE_TAIL_BYTES)))
@@ -663,7 +659,7 @@ def _truncation(ctx: ProbeContext, read: LogRead) -> tuple[bool, tuple[Evidence,
             stopped[chunk.path] = reason
         older = mtimes.get(chunk.path + ".1")
         if older is not None and older - chunk.mtime >= stale_seconds:
-            rotated[chunk.path] = (f"its rotated {chunk.path}.1 was written {ago(older - chunk.mtime)} "
+            rotated[chunk.path] = (f"its rotated {chunk.path}.1 was written {duration(older - chunk.mtime)} "
                                    f"after it (last write {iso(chunk.mtime)})")
     targets = set(stopped) | set(rotated) | {p + ".1" for p in rotated} | {p for p in cut if mtimes[p] < cutoff}
     writers: dict[str, list[str]] = {}

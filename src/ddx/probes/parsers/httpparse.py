@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ddx.model import Evidence
+from ddx.units import iso
 
 __all__ = [
     "ACCESS_DEFAULTS",
@@ -524,7 +525,7 @@ def judge_access(
     span = _recent(recs, now, float(opt["recent_minutes"]), need)
     rs = span.records
     n = len(rs)
-    t0, t1 = _iso(rs[0].time), _iso(rs[-1].time)
+    t0, t1 = iso(rs[0].time), iso(rs[-1].time)
     if n >= need:
         e5 = [r for r in rs if r.status >= 500]
         ratio = len(e5) / n
@@ -567,8 +568,6 @@ def judge_access(
     return out
 
 
-def _iso(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _codes(rs: Iterable[AccessRecord]) -> str:
@@ -579,7 +578,7 @@ def _codes(rs: Iterable[AccessRecord]) -> str:
 
 
 def _samples(rs: Sequence[AccessRecord]) -> tuple[str, ...]:
-    return tuple(f"{_iso(r.time)} {r.status} {r.method} {r.path[:80]}"
+    return tuple(f"{iso(r.time)} {r.status} {r.method} {r.path[:80]}"
                  + (f" via {r.backend}" if r.backend else "") for r in rs[-3:])
 
 

@@ -30,7 +30,7 @@ import datetime as _dt
 import re
 from collections.abc import Callable
 
-__all__ = ["TimeParser", "ago", "iso", "local_zone", "parse_time", "zone_named"]
+__all__ = ["TimeParser", "local_zone", "parse_time", "zone_named"]
 
 _MONTHS = {m: i for i, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
@@ -225,18 +225,3 @@ def zone_named(name: str) -> _dt.tzinfo | None:
         return None
 
 
-def iso(ts: float) -> str:
-    """Epoch seconds as an ISO-8601 UTC time, to the second."""
-    return _dt.datetime.fromtimestamp(ts, _UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def ago(seconds: float) -> str:
-    """A duration for people: ``42 s``, ``17 min``, ``5.2 h``, ``3.0 days``."""
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"

@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from ddx.units import duration
+
 __all__ = [
     "CpuTimes",
     "Group",
@@ -40,7 +42,6 @@ __all__ = [
     "StatusInfo",
     "argv_words",
     "clk_tck",
-    "fmt_age",
     "group_processes",
     "normalise_cmdline",
     "parse_cmdline",
@@ -400,18 +401,6 @@ class Proc:
         )
 
 
-def fmt_age(seconds: float) -> str:
-    """``45s``, ``12m``, ``3h``, ``2d``: ages as a person reads them."""
-    s = max(0, int(seconds))
-    if s < 120:
-        return f"{s}s"
-    if s < 7200:
-        return f"{s // 60}m"
-    if s < 172800:
-        return f"{s // 3600}h"
-    return f"{s // 86400}d"
-
-
 @dataclass(frozen=True)
 class ProcTable:
     """All processes at one moment, with the clock to turn start times into ages."""
@@ -449,7 +438,7 @@ class ProcTable:
     def row(self, p: Proc, extra: str = "") -> str:
         """One evidence line: ``pid 1234 ppid 1 age 3h gunicorn: worker [app]``."""
         tail = f" {extra}" if extra else ""
-        return f"pid {p.pid} ppid {p.ppid} age {fmt_age(self.age(p))} {p.title()}{tail}"
+        return f"pid {p.pid} ppid {p.ppid} age {duration(self.age(p))} {p.title()}{tail}"
 
 
 @dataclass(frozen=True)
@@ -470,7 +459,7 @@ class Group:
     def row(self) -> str:
         """``4 x gunicorn: worker [app] (parents 210 x3, 1 x1; ages 2m-27h)``."""
         parents = ", ".join(f"{pp} x{n}" for pp, n in sorted(self.parents.items(), key=lambda kv: -kv[1])[:3])
-        young, old = fmt_age(self.youngest), fmt_age(self.oldest)
+        young, old = duration(self.youngest), duration(self.oldest)
         ages = young if young == old else f"{young}-{old}"
         return f"{self.count} x {self.key} (parents {parents}; ages {ages})"
 

@@ -53,8 +53,9 @@ from ddx.probes.parsers.endpoints import (
     parse_settings,
     without_upstream_names,
 )
-from ddx.probes.parsers.proctable import clk_tck, fmt_age, parse_stat, parse_uptime
+from ddx.probes.parsers.proctable import clk_tck, parse_stat, parse_uptime
 from ddx.probes.system.net import listening_sockets
+from ddx.units import duration
 
 __all__ = [
     "Check",
@@ -567,10 +568,10 @@ def _backend_findings(
             mt = files.mtimes.get(s.file)
             why = []
             if mt is not None and now - mt <= recent_s:
-                why.append(f"{s.file} changed {fmt_age(now - mt)} ago")
+                why.append(f"{s.file} changed {duration(now - mt)} ago")
             la = _local_listener_age(ctx.host, s, listeners)
             if la is not None and la[1] <= recent_s:
-                why.append(f"its listener pid {la[0]} started {fmt_age(la[1])} ago")
+                why.append(f"its listener pid {la[0]} started {duration(la[1])} ago")
             line = f"{u.name} {s.address} ({s.where})"
             (recent if why else old).append(line + (": " + "; ".join(why) if why else ""))
 

@@ -60,6 +60,7 @@ from typing import Any
 from ddx.errors import ProbeError
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
+from ddx.units import duration
 
 __all__ = [
     "DEFAULTS",
@@ -100,6 +101,10 @@ DEFAULTS: dict[str, Any] = {
 
 # check_status values that mean the last health check failed
 _FAILED_CHECK = re.compile(r"^\*?(L4CON|L4TOUT|L6TOUT|L6RSP|L7TOUT|L7RSP|L7STS|SOCKERR|L4FAIL|PROCERR|PROCTOUT)")
+
+
+def _when(seconds: int | None) -> str:
+    return "at an unknown time" if seconds is None else f"{duration(seconds)} ago"
 
 
 # --- pure parsers ------------------------------------------------------------------
@@ -291,17 +296,9 @@ def _describe(r: StatRow, opt: Mapping[str, Any]) -> str:
     last = r.text("last_chk")
     lastchg = r.num("lastchg")
     return (f"{r.label} {r.status or '?'} (check {chk}{': ' + last if last else ''}; "
-            f"state changed {_ago(lastchg)}; {counts})")
+            f"state changed {_when(lastchg)}; {counts})")
 
 
-def _ago(seconds: int | None) -> str:
-    if seconds is None:
-        return "at an unknown time"
-    if seconds < 120:
-        return f"{seconds}s ago"
-    if seconds < 7200:
-        return f"{seconds // 60} min ago"
-    return f"{seconds // 3600} h ago"
 
 
 def judge(rows: Sequence[StatRow], options: Mapping[str, Any], source: str) -> list[tuple[str, bool, Evidence]]:
@@ -372,7 +369,7 @@ def judge(rows: Sequence[StatRow], options: Mapping[str, Any], source: str) -> l
             out.append(("change.backend_added_recently", True, Evidence(
                 source=source,
                 summary=f"backend {name}: " + "; ".join(
-                    f"{s.name} is failing and its state changed {_ago(s.num('lastchg'))}" for s in recent_failing)
+                    f"{s.name} is failing and its state changed {_when(s.num('lastchg'))}" for s in recent_failing)
                 + " (lastchg: the last UP/DOWN transition)",
                 value=min(s.num("lastchg") or 0 for s in recent_failing), threshold=int(recent), unit="s",
                 samples=tuple(_describe(s, opt) for s in recent_failing),
@@ -380,7 +377,7 @@ def judge(rows: Sequence[StatRow], options: Mapping[str, Any], source: str) -> l
         elif lone_new:
             out.append(("change.backend_added_recently", True, Evidence(
                 source=source,
-                summary=f"backend {name}: " + ", ".join(f"{s.name} changed state {_ago(s.num('lastchg'))}"
+                summary=f"backend {name}: " + ", ".join(f"{s.name} changed state {_when(s.num('lastchg'))}"
                                                         for s in lone_new)
                 + f" while its peers' states are older than {opt['recent_minutes']:g} min",
                 value=min(s.num("lastchg") or 0 for s in lone_new), threshold=int(recent), unit="s",

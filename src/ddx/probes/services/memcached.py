@@ -65,6 +65,7 @@ from ddx.probes.services.cacheproto import (
     resolve_targets,
     sample_twice,
 )
+from ddx.units import size
 
 __all__ = ["DEFAULTS", "FINDINGS", "MemcachedSample", "judge", "memcached", "read_sample"]
 
@@ -134,13 +135,6 @@ def _delta(a: Mapping[str, str], b: Mapping[str, str], key: str) -> int | None:
     return max(0, y - x)
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit, k in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= k:
-            return f"{n / k:.1f} {unit}".replace(".0 ", " ")
-    return f"{n} B"
 
 
 def judge(
@@ -154,7 +148,7 @@ def judge(
     conns = f"{last.get('curr_connections', '?')}/{last.get('max_connections', last.get('settings.maxconns', '?'))}"
     state = (
         f"memcached {last.get('version', '?')} answers: up {last.get('uptime', '?')}s, connections {conns}, "
-        f"{_size(_int(last, 'bytes'))} of {_size(_int(last, 'limit_maxbytes'))} used"
+        f"{size(_int(last, 'bytes'))} of {size(_int(last, 'limit_maxbytes'))} used"
     )
     out.append(("svc.down", False, Evidence(source=source, summary=state)))
     restarted = b is not None and (_int(b, "uptime") or 0) < (_int(a, "uptime") or 0)
@@ -175,7 +169,7 @@ def judge(
         out.append(eviction_verdict(
             "evictions", ev, seconds, opt, source,
             (f"{unfetched} never read; " if unfetched else "")
-            + f"{_size(_int(b, 'bytes'))} of {_size(_int(b, 'limit_maxbytes'))} in use, "
+            + f"{size(_int(b, 'bytes'))} of {size(_int(b, 'limit_maxbytes'))} in use, "
             f"{b.get('evictions', '?')} evictions since start",
         ))
 
@@ -207,7 +201,7 @@ def judge(
         else:
             summary = f"no set refused as too large in {seconds:.1f}s; {total} since start ({share:.2%} of sets)"
         yields = _delta(a, b, "conn_yields")
-        extra = [f"item_size_max {_size(limit)}" if limit is not None else "item_size_max unknown"]
+        extra = [f"item_size_max {size(limit)}" if limit is not None else "item_size_max unknown"]
         if yields:
             extra.append(f"conn_yields +{yields} (multi-gets larger than reqs_per_event)")
         out.append(("http.request_too_large", recent or chronic, Evidence(

@@ -56,8 +56,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from ddx.errors import ProbeError
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
-from ddx.probes.services.postgres import FINDINGS as DB_FINDINGS
-from ddx.probes.services.postgres import TargetError, _age, _combine, _q
+from ddx.probes.services.dbcommon import FINDINGS as DB_FINDINGS
+from ddx.probes.services.dbcommon import TargetError, combine_targets, quote
+from ddx.probes.services.dbcommon import check_options as db_check_options
+from ddx.units import duration
 from ddx.urls import mask_url
 
 __all__ = [
@@ -462,11 +464,11 @@ def judge(reading: Reading, options: Mapping[str, Any]) -> list[tuple[str, bool,
         mdl = parse_batch(s["mdl"])
         samples = []
         for w in waits[:10]:
-            blocker = (f"thread {w[3]} ({w[7] or '?'}, transaction {w[4]}, open {_age(_int(w[5]))}"
-                       + (f": {_q(w[6])}" if w[6] else "") + ")") if w[3] else "?"
-            samples.append(f"thread {w[0]} waits {_age(_int(w[1]))} on a row lock for {blocker}: {_q(w[2])}")
+            blocker = (f"thread {w[3]} ({w[7] or '?'}, transaction {w[4]}, open {duration(_int(w[5]))}"
+                       + (f": {quote(w[6])}" if w[6] else "") + ")") if w[3] else "?"
+            samples.append(f"thread {w[0]} waits {duration(_int(w[1]))} on a row lock for {blocker}: {quote(w[2])}")
         for m in mdl[:10]:
-            samples.append(f"thread {m[0]} ({m[1]}) {m[3]} for {_age(_int(m[2]))}: {_q(m[4])}")
+            samples.append(f"thread {m[0]} ({m[1]}) {m[3]} for {duration(_int(m[2]))}: {quote(m[4])}")
         n = len(waits) + len(mdl)
         out.append(("svc.db_locks_blocked", n > 0, Evidence(
             source=src,
@@ -478,10 +480,10 @@ def judge(reading: Reading, options: Mapping[str, Any]) -> list[tuple[str, bool,
         if long_rows:
             out.append(("svc.db_locks_blocked", n > 0, Evidence(
                 source=src,
-                summary=f"{len(long_rows)} transaction(s) open longer than {_age(float(opt['long_transaction_seconds']))} "
-                f"(oldest {_age(_int(long_rows[0][1]))})",
+                summary=f"{len(long_rows)} transaction(s) open longer than {duration(float(opt['long_transaction_seconds']))} "
+                f"(oldest {duration(_int(long_rows[0][1]))})",
                 value=_int(long_rows[0][1]), threshold=float(opt["long_transaction_seconds"]), unit="s", count=len(long_rows),
-                samples=tuple(f"thread {r[0]} {r[3]} {r[4]} {r[2]}, open {_age(_int(r[1]))}: {_q(r[5])}" for r in long_rows[:5]),
+                samples=tuple(f"thread {r[0]} {r[3]} {r[4]} {r[2]}, open {duration(_int(r[1]))}: {quote(r[5])}" for r in long_rows[:5]),
             )))
 
     if "autoinc" in s:
@@ -547,9 +549,8 @@ def judge(reading: Reading, options: Mapping[str, Any]) -> list[tuple[str, bool,
 
 
 def check_options(opt: Mapping[str, Any], name: str = "mysql") -> None:
-    from ddx.probes.services.postgres import check_options as pg_check
 
-    pg_check(opt, name)
+    db_check_options(opt, name)
     if float(opt["statement_timeout_s"]) <= 0:
         raise ProbeError(f"probe.{name} statement_timeout_s must be > 0, got {opt['statement_timeout_s']}")
 
@@ -595,5 +596,5 @@ def mysql(ctx: ProbeContext) -> list[Finding]:
             failures.append(f"could not probe {t.name}: {type(r).__name__}: {r}")
     if not judged:
         raise ProbeError("; ".join(failures) or "no target could be probed")
-    return _combine(ctx, judged, failures)
+    return combine_targets(ctx, judged, failures)
 

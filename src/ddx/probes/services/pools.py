@@ -54,10 +54,10 @@ from typing import Any
 
 from ddx.errors import ConfigError
 from ddx.host import Host, is_live, parallel_map, redact_cmdline
+from ddx.inventory.processes import read_proc_table, read_stats
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.parsers.proctable import Proc, ProcTable, StatInfo, argv_words
-from ddx.probes.system.procs import read_proc_table, read_stats
 from ddx.probes.system.workers import (
     DEFAULT_SESSION_PROGRAMS,
     DEFAULT_WORKER_TITLE,

@@ -67,8 +67,16 @@ from typing import Any
 from urllib.parse import unquote
 
 from ddx.errors import ProbeError
-from ddx.model import Evidence, Finding, State
+from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
+from ddx.probes.services.dbcommon import (
+    FINDINGS,
+    TargetError,
+    check_options,
+    combine_targets,
+    quote,
+)
+from ddx.units import duration
 from ddx.urls import mask_url
 
 __all__ = [
@@ -84,15 +92,6 @@ __all__ = [
     "pg_target_from_url",
     "postgres",
 ]
-
-FINDINGS = (
-    "svc.db_connections_near_max",
-    "svc.db_locks_blocked",
-    "svc.db_sequence_near_max",
-    "svc.db_replication_lag_high",
-    "svc.db_readonly",
-    "svc.down",
-)
 
 DEFAULTS: dict[str, Any] = {
     "targets": [],  # postgresql://user:pass@host:port/db URLs besides the discovered servers
@@ -116,18 +115,8 @@ DEFAULTS: dict[str, Any] = {
     "role": "auto",
 }
 
-_ROLES = ("auto", "primary", "replica")
 _TYPE_MAX = {"smallint": 32767, "integer": 2147483647, "bigint": 9223372036854775807}
 _SCHEMES = ("postgresql", "postgres")
-
-
-class TargetError(Exception):
-    """A target could not be read; ``kind`` says how ("refused", "too_many",
-    "auth", "timeout", "other") and the message is the reason."""
-
-    def __init__(self, reason: str, kind: str = "other") -> None:
-        super().__init__(reason)
-        self.kind = kind
 
 
 # --- targets -----------------------------------------------------------------------
@@ -515,18 +504,6 @@ def _num(v: Any) -> float | None:
         return None
 
 
-def _age(s: float | None) -> str:
-    if s is None:
-        return "?"
-    if s < 120:
-        return f"{s:.0f}s"
-    if s < 7200:
-        return f"{s / 60:.0f} min"
-    return f"{s / 3600:.1f} h"
-
-
-def _q(text: Any) -> str:
-    return " ".join(str(text or "").split())[:120]
 
 
 def _seq_ratio(row: Mapping[str, Any]) -> tuple[float, int, str]:
@@ -593,10 +570,10 @@ def judge(reading: Reading, options: Mapping[str, Any]) -> list[tuple[str, bool,
                 if h.get("state") is None:  # another role's session: pg_read_all_stats shows it
                     parts.append(f"pid {bp} (state not visible to this user)")
                     continue
-                parts.append(f"pid {bp} ({h['state']}, transaction open {_age(_num(h.get('xact_s')))}"
-                             + (f": {_q(h.get('query'))}" if h.get("query") else "") + ")")
-            samples.append(f"pid {b.get('pid')} waits {_age(_num(b.get('wait_s')))} on {b.get('wait_event', 'lock')} "
-                           f"for {', '.join(parts) or '?'}: {_q(b.get('query'))}")
+                parts.append(f"pid {bp} ({h['state']}, transaction open {duration(_num(h.get('xact_s')))}"
+                             + (f": {quote(h.get('query'))}" if h.get("query") else "") + ")")
+            samples.append(f"pid {b.get('pid')} waits {duration(_num(b.get('wait_s')))} on {b.get('wait_event', 'lock')} "
+                           f"for {', '.join(parts) or '?'}: {quote(b.get('query'))}")
         evs = [Evidence(
             source=src,
             summary=(f"{len(blocked)} session(s) wait on locks held by others" if blocked else "no session waits on a lock held by another"),
@@ -607,12 +584,12 @@ def judge(reading: Reading, options: Mapping[str, Any]) -> list[tuple[str, bool,
             n = int(act.get("long_count") or len(long_rows))
             evs.append(Evidence(
                 source=src,
-                summary=f"{n} transaction(s) open longer than {_age(float(opt['long_transaction_seconds']))} "
-                f"(oldest {_age(_num(long_rows[0].get('xact_s')))})",
+                summary=f"{n} transaction(s) open longer than {duration(float(opt['long_transaction_seconds']))} "
+                f"(oldest {duration(_num(long_rows[0].get('xact_s')))})",
                 value=round(_num(long_rows[0].get("xact_s")) or 0.0, 1), threshold=float(opt["long_transaction_seconds"]),
                 unit="s", count=n,
                 samples=tuple(f"pid {r.get('pid')} {r.get('usename')}@{r.get('datname')} {r.get('state')}, open "
-                              f"{_age(_num(r.get('xact_s')))}: {_q(r.get('query'))}" for r in long_rows[:5]),
+                              f"{duration(_num(r.get('xact_s')))}: {quote(r.get('query'))}" for r in long_rows[:5]),
             ))
         out.append(("svc.db_locks_blocked", bool(blocked), evs[0]))
         out += [("svc.db_locks_blocked", bool(blocked), e) for e in evs[1:]]
@@ -662,13 +639,13 @@ def _judge_replication(rep: Mapping[str, Any], s: Mapping[str, Any], opt: Mappin
                 problems.append(f"WAL receiver {r.get('status')} (not streaming) from {r.get('sender_host') or '?'}")
             age = _num(r.get("msg_age_s"))
             if age is not None and age > thr:
-                problems.append(f"no message from the primary for {_age(age)}")
+                problems.append(f"no message from the primary for {duration(age)}")
         elif s.get("has_primary_conninfo"):
             problems.append("no WAL receiver running though primary_conninfo is set: not connected to its primary")
         if lag is not None and lag > thr:
-            problems.append(f"replay {_age(lag)} behind (last replayed transaction {_age(lag)} ago, WAL received but not replayed)")
+            problems.append(f"replay {duration(lag)} behind (last replayed transaction {duration(lag)} ago, WAL received but not replayed)")
         summary = "; ".join(problems) if problems else (
-            f"standby replay lag {_age(lag)}" + (f", WAL receiver {receivers[0].get('status')}" if receivers else ""))
+            f"standby replay lag {duration(lag)}" + (f", WAL receiver {receivers[0].get('status')}" if receivers else ""))
         return [("svc.db_replication_lag_high", bool(problems), Evidence(
             source=src, summary=summary, value=round(lag, 1) if lag is not None else None, threshold=thr, unit="s"))]
     replicas = rep.get("replicas") or []
@@ -680,15 +657,15 @@ def _judge_replication(rep: Mapping[str, Any], s: Mapping[str, Any], opt: Mappin
     for r in replicas:
         lag = _num(r.get("replay_lag_s")) or 0.0
         worst = max(worst, lag)
-        rows.append(f"{r.get('application_name') or '?'} {r.get('client_addr') or 'local'} {r.get('state')} replay lag {_age(lag)}")
+        rows.append(f"{r.get('application_name') or '?'} {r.get('client_addr') or 'local'} {r.get('state')} replay lag {duration(lag)}")
         if lag > thr:
-            problems.append(f"replica {r.get('application_name') or r.get('client_addr')} replays {_age(lag)} behind")
+            problems.append(f"replica {r.get('application_name') or r.get('client_addr')} replays {duration(lag)} behind")
     for sl in slots:
         if not sl.get("active"):
             kept = _num(sl.get("retained_bytes"))
             problems.append(f"replication slot {sl.get('slot_name')} inactive (no replica consuming it"
                             + (f"; {kept / (1 << 20):.0f} MB of WAL kept for it" if kept is not None else "") + ")")
-    summary = "; ".join(problems) if problems else f"{len(replicas)} replica(s) streaming, worst replay lag {_age(worst)}"
+    summary = "; ".join(problems) if problems else f"{len(replicas)} replica(s) streaming, worst replay lag {duration(worst)}"
     return [("svc.db_replication_lag_high", bool(problems), Evidence(
         source=src, summary=summary, value=round(worst, 1), threshold=thr, unit="s", samples=tuple(rows[:5])))]
 
@@ -722,29 +699,6 @@ def _judge_readonly(s: Mapping[str, Any], rep: Mapping[str, Any] | None, opt: Ma
 
 
 # --- the probe -------------------------------------------------------------------
-
-
-def _combine(ctx: ProbeContext, judged: list[tuple[str, bool, Evidence]], failures: list[str]) -> list[Finding]:
-    """One finding per id (``ctx.combine``); the targets that could not be read
-    are added to the evidence of absent findings, which they leave uncertain."""
-    lost = [Evidence(source=f.split(": ", 1)[0].removeprefix("could not probe "), summary=f) for f in failures]
-    out = []
-    for f in ctx.combine(judged, limit=1000):
-        if f.state is State.ABSENT and f.id != "svc.down" and lost:
-            f = Finding(f.id, f.state, f.source, f.evidence + tuple(lost))
-        out.append(f)
-    return out
-
-
-def check_options(opt: Mapping[str, Any], name: str = "postgres") -> None:
-    if str(opt["role"]) not in _ROLES:
-        raise ProbeError(f"probe.{name} role must be one of {', '.join(_ROLES)}, got {opt['role']!r}")
-    for key in ("connections_percent", "sequence_percent"):
-        if not 0 < float(opt[key]) <= 100:
-            raise ProbeError(f"probe.{name} {key} must be in (0, 100], got {opt[key]}")
-    for key in ("timeout", "long_transaction_seconds", "replication_lag_seconds"):
-        if float(opt[key]) <= 0:
-            raise ProbeError(f"probe.{name} {key} must be > 0, got {opt[key]}")
 
 
 def resolve_targets(ctx: ProbeContext) -> tuple[list[PgTarget], list[str]]:
@@ -799,4 +753,4 @@ def postgres(ctx: ProbeContext) -> list[Finding]:
             failures.append(f"could not probe {t.name}: {type(r).__name__}: {r}")
     if not judged:
         raise ProbeError("; ".join(failures) or "no target could be probed")
-    return _combine(ctx, judged, failures)
+    return combine_targets(ctx, judged, failures)

@@ -74,6 +74,7 @@ from ddx.probes.services.cacheproto import (
     resolve_targets,
     sample_twice,
 )
+from ddx.units import size
 
 __all__ = ["DEFAULTS", "FINDINGS", "judge", "read_sample", "redis"]
 
@@ -153,13 +154,6 @@ def _errors(s: Mapping[str, str], prefix: str) -> int:
         return 0
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit, k in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= k:
-            return f"{n / k:.1f} {unit}".replace(".0 ", " ")
-    return f"{n} B"
 
 
 def _memory(s: Mapping[str, str]) -> tuple[int | None, int | None, str, str]:
@@ -170,9 +164,9 @@ def _memory(s: Mapping[str, str]) -> tuple[int | None, int | None, str, str]:
         limit = _int(s, "config.maxmemory")
     policy = s.get("maxmemory_policy") or s.get("config.maxmemory-policy") or "?"
     if not limit:
-        return used, None, policy, f"used_memory {_size(used)}, no maxmemory"
+        return used, None, policy, f"used_memory {size(used)}, no maxmemory"
     pct = f" ({used / limit:.0%})" if used is not None else ""
-    return used, limit, policy, f"used_memory {_size(used)} of maxmemory {_size(limit)}{pct}, policy {policy}"
+    return used, limit, policy, f"used_memory {size(used)} of maxmemory {size(limit)}{pct}, policy {policy}"
 
 
 def judge(

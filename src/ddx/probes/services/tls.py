@@ -35,6 +35,7 @@ from ddx.host import Host, parallel_map
 from ddx.model import Evidence, Finding, State
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.services.http import discover, network_allowed
+from ddx.units import iso
 from ddx.urls import mask_url
 
 __all__ = ["CertInfo", "NotTLS", "cert_info", "fetch_cert", "judge_cert", "tls"]
@@ -203,8 +204,6 @@ def fetch_cert(host: Host, addr: str, port: int, server_name: str | None, *, tim
 # --- judging -------------------------------------------------------------------------------------
 
 
-def _iso(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def judge_cert(info: CertInfo, source: str, now: float, options: Mapping[str, Any]) -> list[tuple[str, bool, Evidence]]:
@@ -212,13 +211,13 @@ def judge_cert(info: CertInfo, source: str, now: float, options: Mapping[str, An
     days = (info.not_after - now) / 86400.0
     limit = float({**DEFAULTS, **options}["expiring_days"])
     who = f"CN={info.subject or '?'}" + (" (self-signed)" if info.self_signed else f", issuer CN={info.issuer or '?'}")
-    extra = f"; not valid before {_iso(info.not_before)} (check this host's clock)" if info.not_before > now else ""
+    extra = f"; not valid before {iso(info.not_before)} (check this host's clock)" if info.not_before > now else ""
     if days < 0:
-        text = f"certificate {who} expired {-days:.1f} days ago (notAfter {_iso(info.not_after)}){extra}"
+        text = f"certificate {who} expired {-days:.1f} days ago (notAfter {iso(info.not_after)}){extra}"
     else:
-        text = f"certificate {who} valid for {days:.1f} more days (notAfter {_iso(info.not_after)}){extra}"
+        text = f"certificate {who} valid for {days:.1f} more days (notAfter {iso(info.not_after)}){extra}"
     expired = Evidence(source=source, summary=text, value=round(days, 1), threshold=0, unit="days left",
-                       last_seen=_iso(info.not_after))
+                       last_seen=iso(info.not_after))
     expiring = Evidence(source=source, summary=text, value=round(days, 1), threshold=limit, unit="days left")
     return [("tls.cert_expired", days < 0, expired), ("tls.cert_expiring", 0 <= days <= limit, expiring)]
 

@@ -59,7 +59,7 @@ from ddx.probes.parsers.kmsg import (
     parse_journal_short_unix,
     program_key,
 )
-from ddx.probes.parsers.logtime import iso
+from ddx.units import iso
 
 __all__ = ["KernelLog", "judge", "kernel", "read_kernel_log"]
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ddx.probes.parsers.proctable import CpuTimes, Proc, ProcTable, StatInfo, fmt_age
+from ddx.probes.parsers.proctable import CpuTimes, Proc, ProcTable, StatInfo
+from ddx.units import duration
 
 __all__ = [
     "CgroupPids",
@@ -217,7 +218,7 @@ def unit_loop_reason(
     if n >= restarts_min and start > 0:
         age = (now_monotonic_us - start) / 1e6
         if 0 <= age <= recent_seconds:
-            return f"{n} automatic restarts, main process started {fmt_age(age)} ago"
+            return f"{n} automatic restarts, main process started {duration(age)} ago"
     return None
 
 

@@ -44,12 +44,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from ddx.errors import ConfigError
-from ddx.host import Host, call_timeout, redact_cmdline
+from ddx.host import Host, redact_cmdline
+from ddx.inventory.processes import ProcScan, pid_list, read_proc_table, read_stats
 from ddx.model import Evidence, Finding
 from ddx.probes.base import ProbeContext, probe
 from ddx.probes.parsers.proctable import (
@@ -57,16 +56,10 @@ from ddx.probes.parsers.proctable import (
     ProcTable,
     StatInfo,
     argv_words,
-    clk_tck,
-    fmt_age,
     group_processes,
-    parse_cmdline,
     parse_cpu_times,
     parse_limits,
     parse_loadavg_tasks,
-    parse_stat,
-    parse_status,
-    parse_uptime,
 )
 from ddx.probes.system.procchecks import (
     CgroupPids,
@@ -101,8 +94,9 @@ from ddx.probes.system.workers import (
     pool_excess,
     size_from_cmdline,
 )
+from ddx.units import duration, iso
 
-__all__ = ["ProcScan", "procs", "read_cgroup_pids", "read_proc_table", "read_stats"]
+__all__ = ["procs", "read_cgroup_pids"]
 
 log = logging.getLogger(__name__)
 
@@ -121,105 +115,7 @@ FINDINGS = (
 _GONE = (FileNotFoundError, ProcessLookupError, LookupError)
 MAX_SAMPLES = 8
 MAX_CLASSIFIED = 20  # biggest CPU users whose sockets are read for cpu.busy_outside_services
-CMDLINE_TIMEOUT = 0.5  # a cmdline read blocks while the process holds its mm lock (stuck in D state)
 
-
-@dataclass
-class ProcScan:
-    """The table and what could not be read while building it."""
-
-    table: ProcTable
-    vanished: int = 0
-    denied: int = 0
-    hung: list[int] = field(default_factory=list)
-    skipped: int = 0  # pids beyond max_pids
-
-    def notes(self) -> str:
-        parts = []
-        if self.vanished:
-            parts.append(f"{self.vanished} exited during the scan")
-        if self.denied:
-            parts.append(f"{self.denied} unreadable (permission)")
-        if self.hung:
-            parts.append(f"{len(self.hung)} with a command line that hung (pids {_pids(self.hung)})")
-        if self.skipped:
-            parts.append(f"{self.skipped} not scanned (over max_pids)")
-        return "; ".join(parts)
-
-
-def _pids(pids: list[int], n: int = 6) -> str:
-    head = ", ".join(str(p) for p in pids[:n])
-    return head + (f" and {len(pids) - n} more" if len(pids) > n else "")
-
-
-def _proc_pids(host: Host) -> list[int]:
-    return sorted(int(n) for n in host.listdir("/proc") if n.isdigit())
-
-
-def read_proc_table(host: Host, max_pids: int = 10000) -> ProcScan:
-    """Read every process's stat, status and cmdline into a ``ProcTable``."""
-    uptime = parse_uptime(host.read_text("/proc/uptime"))
-    pids = _proc_pids(host)
-    scan = ProcScan(ProcTable({}, uptime, clk_tck()))
-    if len(pids) > max_pids:
-        scan.skipped = len(pids) - max_pids
-        pids = pids[:max_pids]
-    procs: dict[int, Proc] = {}
-    for pid in pids:
-        base = f"/proc/{pid}"
-        try:
-            st = parse_stat(host.read_text(f"{base}/stat"))
-        except _GONE:
-            scan.vanished += 1
-            continue
-        except PermissionError:
-            scan.denied += 1
-            continue
-        except TimeoutError:
-            scan.hung.append(pid)
-            continue
-        except (OSError, ValueError):
-            scan.vanished += 1
-            continue
-        if st.kernel_thread:
-            procs[pid] = Proc.from_parts(st, None, ())
-            continue
-        status = None
-        try:
-            status = parse_status(host.read_text(f"{base}/status"))
-        except _GONE:
-            scan.vanished += 1
-            continue
-        except (OSError, ValueError, TimeoutError):
-            pass
-        argv: tuple[str, ...] = ()
-        if st.state == "D" and len(scan.hung) >= 2:
-            scan.hung.append(pid)  # more of the same stuck host: do not wait on each one
-        elif st.state != "Z":
-            try:
-                with call_timeout(CMDLINE_TIMEOUT):
-                    argv = parse_cmdline(host.read_text(f"{base}/cmdline", max_bytes=8192))
-            except TimeoutError:
-                scan.hung.append(pid)
-            except _GONE:
-                scan.vanished += 1
-                continue
-            except OSError:
-                pass
-        procs[pid] = Proc.from_parts(st, status, argv)
-    scan.table = ProcTable(procs, uptime, clk_tck())
-    return scan
-
-
-def read_stats(host: Host, pids: list[int] | None = None) -> dict[int, StatInfo]:
-    """``/proc/PID/stat`` of every process now (or of ``pids``); vanished ones are left out."""
-    out: dict[int, StatInfo] = {}
-    for pid in _proc_pids(host) if pids is None else pids:
-        try:
-            out[pid] = parse_stat(host.read_text(f"/proc/{pid}/stat"))
-        except (OSError, ValueError, LookupError, TimeoutError):
-            continue
-    return out
 
 
 def _title(p: Proc, limit: int = 100) -> str:
@@ -232,7 +128,7 @@ def _title(p: Proc, limit: int = 100) -> str:
 
 def _row(t: ProcTable, p: Proc, extra: str = "") -> str:
     tail = f" {extra}" if extra else ""
-    return f"pid {p.pid} ppid {p.ppid} age {fmt_age(t.age(p))} {_title(p)}{tail}"
+    return f"pid {p.pid} ppid {p.ppid} age {duration(t.age(p))} {_title(p)}{tail}"
 
 
 # --- findings ------------------------------------------------------------------------
@@ -269,7 +165,7 @@ def _orphans_and_excess(ctx: ProbeContext, scan: ProcScan, ncpu: int) -> list[Fi
             o.proc,
             f"<- {o.reason}"
             if o.manager is None
-            else f"<- manager now pid {o.manager.pid} (age {fmt_age(t.age(o.manager))})",
+            else f"<- manager now pid {o.manager.pid} (age {duration(t.age(o.manager))})",
         )
         for o in orphans
     ]
@@ -284,7 +180,7 @@ def _orphans_and_excess(ctx: ProbeContext, scan: ProcScan, ncpu: int) -> list[Fi
             unit="processes",
             samples=tuple(rows[:MAX_SAMPLES]),
             count=len(orphans),
-            first_seen=_iso(min(s for s in starts if s is not None)) if all(s is not None for s in starts) else None,
+            first_seen=iso(min(s for s in starts if s is not None)) if all(s is not None for s in starts) else None,
         )
     else:
         ev = Evidence(
@@ -362,8 +258,6 @@ def _nginx_size(host: Host, master: Proc, ncpu: int) -> tuple[int, str] | None:
     return None if n is None else (n, f"worker_processes in {path}")
 
 
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="seconds")
 
 
 def _zombies(ctx: ProbeContext, t: ProcTable, later: dict[int, StatInfo] | None) -> Finding:
@@ -626,7 +520,7 @@ def _crash_finding(
     if sysd is not None:
         rows.extend(sysd[0])
     for s, gone, new in replaced_children(t, later or {}, sups) if later is not None else ():
-        rows.append(f"{_row(t, s)}: child {_pids(gone)} replaced by {_pids(new)} during the {ctx.window:g}s window")
+        rows.append(f"{_row(t, s)}: child {pid_list(gone)} replaced by {pid_list(new)} during the {ctx.window:g}s window")
     seen = {s.pid for s, _g, _n in replaced_children(t, later or {}, sups)} if later is not None else set()
     for pid, samples in sorted((watched or {}).items()):
         exited, started = child_changes(samples)
@@ -637,14 +531,14 @@ def _crash_finding(
         both = [p for p in started if p in exited]  # lived less than the window
         exited = [p for p in exited if p not in both]
         started = [p for p in started if p not in both]
-        what = [f"child {_pids(x)} {verb}" for x, verb in ((exited, "exited"), (both, "started and exited"),
+        what = [f"child {pid_list(x)} {verb}" for x, verb in ((exited, "exited"), (both, "started and exited"),
                                                            (started, "started")) if x]
         rows.append(f"{_row(t, s)}: {' and '.join(what)} during the {ctx.window:g}s window")
     young = float(ctx.opt("crash_young_seconds"))
     for s, c in young_supervised(t, sups, young, float(ctx.opt("crash_restart_gap_seconds"))):
         if s.pid not in seen:
-            rows.append(f"{_row(t, s)}: supervised child is {fmt_age(t.age(c))} old, started "
-                        f"{fmt_age((c.starttime - s.starttime) / t.hz)} after its supervisor: {_row(t, c)}")
+            rows.append(f"{_row(t, s)}: supervised child is {duration(t.age(c))} old, started "
+                        f"{duration((c.starttime - s.starttime) / t.hz)} after its supervisor: {_row(t, c)}")
     looked = sysd is not None or later is not None or any(p.program in sups for p in t.user_procs())
     if not rows and not looked:
         return None

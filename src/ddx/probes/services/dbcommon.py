@@ -1,0 +1,68 @@
+"""What the PostgreSQL and MariaDB/MySQL probes share: their findings, errors, option checks.
+
+Both answer the same questions of a database server (connection slots, lock
+waits, id sequences, replication, read-only, down), target by target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ddx.errors import ProbeError
+from ddx.model import Coverage, Evidence, Finding, State, absent_strength
+from ddx.probes.base import ProbeContext
+
+__all__ = ["FINDINGS", "TargetError", "check_options", "combine_targets", "quote"]
+
+FINDINGS = (
+    "svc.db_connections_near_max",
+    "svc.db_locks_blocked",
+    "svc.db_sequence_near_max",
+    "svc.db_replication_lag_high",
+    "svc.db_readonly",
+    "svc.down",
+)
+
+_ROLES = ("auto", "primary", "replica")
+
+
+class TargetError(Exception):
+    """A target could not be read; ``kind`` says how ("refused", "too_many",
+    "auth", "timeout", "other") and the message is the reason."""
+
+    def __init__(self, reason: str, kind: str = "other") -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+def quote(text: Any) -> str:
+    """A query or message on one line, cut at 120 characters."""
+    return " ".join(str(text or "").split())[:120]
+
+
+def combine_targets(ctx: ProbeContext, judged: list[tuple[str, bool, Evidence]], failures: list[str]) -> list[Finding]:
+    """One finding per id (``ctx.combine``); the targets that could not be read
+    are added to the evidence of absent findings, which they leave uncertain."""
+    lost = [Evidence(source=f.split(": ", 1)[0].removeprefix("could not probe "), summary=f) for f in failures]
+    read = sorted({ev.source for _fid, _p, ev in judged})
+    out = []
+    for f in ctx.combine(judged, limit=1000):
+        if f.state is State.ABSENT and f.id != "svc.down" and lost:
+            share = len(read) / (len(read) + len(lost)) if read else 0.0
+            cov = Coverage(tuple(read), tuple(e.summary for e in lost), share)
+            f = Finding(f.id, f.state, f.source, f.evidence + tuple(lost), coverage=cov,
+                        strength=absent_strength(share))
+        out.append(f)
+    return out
+
+
+def check_options(opt: Mapping[str, Any], name: str = "postgres") -> None:
+    if str(opt["role"]) not in _ROLES:
+        raise ProbeError(f"probe.{name} role must be one of {', '.join(_ROLES)}, got {opt['role']!r}")
+    for key in ("connections_percent", "sequence_percent"):
+        if not 0 < float(opt[key]) <= 100:
+            raise ProbeError(f"probe.{name} {key} must be in (0, 100], got {opt[key]}")
+    for key in ("timeout", "long_transaction_seconds", "replication_lag_seconds"):
+        if float(opt[key]) <= 0:
+            raise ProbeError(f"probe.{name} {key} must be > 0, got {opt[key]}")
