@@ -23,12 +23,7 @@ from ddx.host import LiveHost
 from ddx.kb.loader import load_kb
 from ddx.model import Finding, State
 from ddx.probes.runner import run_probes
-from ddx.probes.services.drift import (
-    expand_glob,
-    http_status,
-    parse_ss_listeners,
-    tcp_check,
-)
+from ddx.probes.services.drift import http_status, tcp_check
 
 # A tiny HTTP server answering every GET with the status given on its command line.
 HTTP_SERVER = """
@@ -287,16 +282,3 @@ def test_healthy_pool_and_old_backends(tmp_path: Path, servers: Servers) -> None
     assert f["change.backend_added_recently"].state is State.PRESENT
     assert "its listener pid" in f["change.backend_added_recently"].evidence[0].summary
 
-
-def test_parse_ss_and_glob(tmp_path: Path) -> None:
-    ss = (
-        'LISTEN 0      5      127.0.0.1:58331   0.0.0.0:*     users:(("python3",pid=4410,fd=6))\n'
-        'LISTEN 0      511    [::]:80           [::]:*        users:(("nginx",pid=10,fd=7),("nginx",pid=11,fd=7))\n'
-        "LISTEN 0      128      0.0.0.0:2024    0.0.0.0:*\n"
-    )
-    assert parse_ss_listeners(ss) == {58331: [("127.0.0.1", 4410)], 80: [("::", 10), ("::", 11)]}
-    for d in ("a", "b", ".hidden"):
-        (tmp_path / d).mkdir()
-        (tmp_path / d / ".env").write_text("X=1\n")
-    assert expand_glob(LiveHost(), str(tmp_path / "*" / ".env")) == [
-        str(tmp_path / "a" / ".env"), str(tmp_path / "b" / ".env")]

@@ -29,7 +29,6 @@ from ddx.probes.parsers.httpparse import (
     parse_access_line,
     parse_nginx_conf,
     parse_server_status,
-    parse_ss_web,
     parse_stub_status,
 )
 from ddx.probes.runner import run_probes
@@ -85,14 +84,6 @@ def test_parse_access_line_combined_and_extras() -> None:
     assert parse_access_line('1.2.3.4 - - [31/Feb/2026:00:00:00 +0000] "GET / HTTP/1.1" 200 1') is None
 
 
-def test_parse_ss_web_names_processes() -> None:
-    text = ('LISTEN 0 511 0.0.0.0:80 0.0.0.0:* users:(("nginx",pid=12,fd=6),("nginx",pid=11,fd=6))\n'
-            'LISTEN 0 511 [::]:443 [::]:* users:(("apache2",pid=9,fd=4))\n'
-            "LISTEN 0 128 127.0.0.1:5432 0.0.0.0:*\n")
-    ls = parse_ss_web(text)
-    assert [(ln.addr, ln.port, ln.programs, ln.pids) for ln in ls] == [
-        ("0.0.0.0", 80, ("nginx",), (12, 11)), ("[::]", 443, ("apache2",), (9,)), ("127.0.0.1", 5432, (), ())]
-    assert ls[0].connect_host == "127.0.0.1" and ls[1].connect_host == "::1"
 
 
 def test_nginx_info_finds_logs_status_tls_and_capacity() -> None:

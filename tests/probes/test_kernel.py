@@ -33,9 +33,9 @@ from ddx.probes.parsers.kmsg import (
     parse_kmsg,
     program_key,
 )
-from ddx.units import iso
 from ddx.probes.runner import run_probes
 from ddx.probes.system.kernel import FINDINGS, PRESENT_ONLY, KernelLog, judge
+from ddx.units import iso
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

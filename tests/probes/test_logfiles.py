@@ -25,6 +25,7 @@ import pytest
 
 from ddx.config import Config
 from ddx.host import LiveHost
+from ddx.inventory import Inventory
 from ddx.model import State
 from ddx.probes.base import ProbeContext, registry
 from ddx.probes.history.logfiles import (
@@ -234,9 +235,11 @@ def workdir() -> Iterator[Path]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def run_logfiles(host, **options) -> dict[str, object]:
+def run_logfiles(host, inventory=None, **options) -> dict[str, object]:
+    """The probe on its own; the host's services are not looked for unless ``inventory`` is given."""
     spec = registry["logfiles"]
-    ctx = ProbeContext(host=host, config={**spec.options, **options}, probe_name="logfiles")
+    ctx = ProbeContext(host=host, config={**spec.options, **options}, probe_name="logfiles",
+                       inventory=inventory if inventory is not None else Inventory("test"))
     return {f.id: f for f in spec.func(ctx)}
 
 

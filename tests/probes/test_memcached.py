@@ -18,14 +18,15 @@ import pytest
 from ddx.config import Config
 from ddx.drill.sandbox import free_port
 from ddx.host import LiveHost
+from ddx.inventory import Inventory, Listen, Service
 from ddx.model import State
 from ddx.probes.runner import run_probes
 from ddx.probes.services.cacheproto import (
     Listening,
     ProbeTargetError,
+    inventory_listeners,
     memcached_query,
     parse_memcached_stats,
-    parse_ss_owners,
     parse_target,
 )
 from ddx.probes.services.memcached import judge
@@ -73,16 +74,16 @@ def test_parse_stats_rejects_what_is_not_a_stats_reply(text: str, why: str) -> N
         parse_memcached_stats(text)
 
 
-def test_parse_ss_owners_keeps_the_owning_processes() -> None:
-    text = (
-        'LISTEN 0 1024 127.0.0.1:11211 0.0.0.0:* users:(("memcached",pid=4286,fd=26))\n'
-        'LISTEN 0 511 [::]:6379 [::]:* users:(("redis-server",pid=77,fd=7),("redis-server",pid=78,fd=7))\n'
-        "LISTEN 0 128 0.0.0.0:2024 0.0.0.0:*\n"
-    )
-    got = parse_ss_owners(text)
-    assert got[0] == Listening("memcached", 4286, "127.0.0.1", 11211)
-    assert [(x.pid, x.port) for x in got[1:]] == [(77, 6379), (78, 6379)]
-    assert got[1].connect_host() == "::1"
+def test_inventory_listeners_one_per_service_and_port() -> None:
+    inv = Inventory("t", services=(
+        Service("memcached", "memcached", 4286, (4286,), listens=(Listen("tcp", "127.0.0.1", 11211),)),
+        Service("redis-server", "redis-server", 77, (77, 78), listens=(
+            Listen("tcp", "::", 6379), Listen("tcp", "0.0.0.0", 6379), Listen("unix", path="/run/r.sock"))),
+        Service("nginx", "nginx", 5, (5,), listens=(Listen("tcp", "0.0.0.0", 80),)),
+    ))
+    got = inventory_listeners(inv, ("memcached", "redis-server"))
+    assert [(x.pid, x.port, x.address) for x in got] == [(77, 6379, "0.0.0.0"), (4286, 11211, "127.0.0.1")]
+    assert got[1] == Listening("memcached", 4286, "127.0.0.1", 11211) and got[0].connect_host() == "127.0.0.1"
 
 
 def test_target_url_errors_never_show_the_password() -> None:

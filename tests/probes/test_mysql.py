@@ -35,7 +35,6 @@ from ddx.probes.services.mysql import (
     parse_batch,
     parse_connect_error,
     parse_sections,
-    parse_ss_unix,
     parse_vertical,
 )
 
@@ -72,14 +71,12 @@ def test_sections_and_batch_escapes() -> None:
     assert parse_sections(out + "ddx\n#ddx:end\n")[1] is None
 
 
-def test_parse_vertical_and_ss() -> None:
+def test_parse_vertical() -> None:
     text = ["*************************** 1. row ***************************",
             "                Slave_IO_State: Connecting to master",
             "             Slave_IO_Running: Connecting", "        Seconds_Behind_Master: NULL", "               Last_IO_Error: "]
     assert parse_vertical(text) == [{"Slave_IO_State": "Connecting to master", "Slave_IO_Running": "Connecting",
                                      "Seconds_Behind_Master": "NULL", "Last_IO_Error": ""}]
-    ss = 'u_str LISTEN 0 80 /run/mysqld/mysqld.sock 24021 * 0 users:(("mariadbd",pid=812,fd=21))\n'
-    assert parse_ss_unix(ss, {812}) == {812: "/run/mysqld/mysqld.sock"} and parse_ss_unix(ss, {1}) == {}
 
 
 @pytest.mark.parametrize(("stderr", "kind"), [
@@ -311,7 +308,7 @@ def test_replica_whose_primary_is_gone(my: My) -> None:
 def test_discovered_server_and_wrong_password(my: My) -> None:
     status, f, reason, _ = run_my({"discover": True})
     assert status == "ok", reason
-    evs = [e for e in f["svc.db_sequence_near_max"].evidence if e.source == f"mysqld pid {my.proc.pid} on socket {my.sock}"]
+    evs = [e for e in f["svc.db_sequence_near_max"].evidence if e.source == f"mariadbd pid {my.proc.pid} on socket {my.sock}"]
     assert evs and "ids.orders" in evs[0].summary
     bad = f"mysql://app:nope@127.0.0.1:{my.port}/shop"
     status, f, reason, _ = run_my({"targets": [bad], "discover": False})

@@ -17,6 +17,7 @@ from ddx.config import Config
 from ddx.host import LiveHost
 from ddx.model import State
 from ddx.probes.base import registry
+from ddx.probes.parsers.sockets import parse_proc_net_tcp, parse_ss
 from ddx.probes.runner import run_probes
 from ddx.probes.system.net import (
     DEFAULTS,
@@ -25,10 +26,9 @@ from ddx.probes.system.net import (
     Listener,
     NetSample,
     judge,
+    listeners_of,
     parse_counters,
     parse_net_dev,
-    parse_proc_tcp_listen,
-    parse_ss_listen,
 )
 
 SNMP = """\
@@ -93,8 +93,8 @@ def test_parse_net_dev() -> None:
     assert dev["eth0"].lost == 6 and dev["eth0"].packets == 4614
 
 
-def test_parse_ss_listen_reads_queue_and_backlog() -> None:
-    ls = parse_ss_listen(SS)
+def test_listeners_read_queue_and_backlog() -> None:
+    ls = listeners_of(parse_ss(SS))
     assert [(ln.local, ln.port, ln.queue, ln.backlog) for ln in ls] == [
         ("127.0.0.53%lo:53", 53, 0, 4096),
         ("0.0.0.0:8080", 8080, 129, 128),
@@ -105,9 +105,9 @@ def test_parse_ss_listen_reads_queue_and_backlog() -> None:
     assert ls[1].describe() == "0.0.0.0:8080 accept queue 129/128"
 
 
-def test_parse_ss_listen_without_header_or_state_column() -> None:
-    assert parse_ss_listen("LISTEN 2 2 127.0.0.1:9000 0.0.0.0:*\n") == [Listener("127.0.0.1:9000", 9000, 2, 2)]
-    assert parse_ss_listen("0 128 [::1]:631 [::]:*\n") == [Listener("[::1]:631", 631, 0, 128)]
+def test_listeners_without_header_or_state_column() -> None:
+    assert listeners_of(parse_ss("LISTEN 2 2 127.0.0.1:9000 0.0.0.0:*\n")) == [Listener("127.0.0.1:9000", 9000, 2, 2)]
+    assert listeners_of(parse_ss("0 128 [::1]:631 [::]:*\n")) == [Listener("[::1]:631", 631, 0, 128)]
 
 
 def test_listener_with_backlog_zero_is_full_only_with_a_queued_connection() -> None:
@@ -115,8 +115,8 @@ def test_listener_with_backlog_zero_is_full_only_with_a_queued_connection() -> N
     assert Listener("a:1", 1, 1, 0).full
 
 
-def test_parse_proc_tcp_listen_decodes_addresses() -> None:
-    ls = parse_proc_tcp_listen(PROC_TCP) + parse_proc_tcp_listen(PROC_TCP6)
+def test_listeners_of_proc_net_tcp() -> None:
+    ls = listeners_of(parse_proc_net_tcp(PROC_TCP) + parse_proc_net_tcp(PROC_TCP6))
     assert [(ln.local, ln.queue, ln.backlog) for ln in ls] == [
         ("0.0.0.0:2024", 0, None),
         ("127.0.0.1:8080", 5, None),

@@ -19,6 +19,7 @@ from ddx.engine.diagnosis import diagnose
 from ddx.host import LiveHost
 from ddx.kb.loader import load_kb
 from ddx.probes.parsers.proctable import Proc
+from ddx.probes.parsers.sockets import parse_ss
 from ddx.probes.runner import run_probes
 from ddx.probes.services.pools import (
     PoolSample,
@@ -26,7 +27,6 @@ from ddx.probes.services.pools import (
     judge,
     parse_fpm_status,
     parse_passenger_xml,
-    parse_ss,
     parse_uwsgi_stats,
     worker_mode,
 )
@@ -101,7 +101,7 @@ def test_status_parsers() -> None:
 
 
 def test_ss_sockets_give_busy_workers_and_queue() -> None:
-    socks = parse_ss(SS_TCP) + parse_ss(SS_UNIX)
+    socks = parse_ss(SS_TCP) + parse_ss(SS_UNIX, "u_str")
     busy, conns, queue, where = busy_from_sockets(socks, 10, {11, 12})
     # 11 serves a client on :8000; 12's database connection is not a request; 12 serves the unix socket.
     assert busy == {11, 12} and conns == 2

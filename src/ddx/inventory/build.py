@@ -372,11 +372,10 @@ def build_inventory(host: Host, options: InventoryOptions | None = None) -> Inve
                                or p.program in ("gunicorn", "uwsgi", "unicorn", "puma")):
                 continue
             seeds.setdefault(o.pid, []).append(s)
-    # the processes of ddx itself and its children are not the host's services
     masters: dict[int, tuple[Proc, list[Any]]] = {}
     for pid, ss in seeds.items():
         m = _master(table, pid)
-        if m is None or m.pid in own_pids or table.get(m.ppid) is not None and m.ppid in own_pids:
+        if m is None or m.pid in own_pids:  # ddx itself is not one of the host's services
             continue
         entry = masters.setdefault(m.pid, (m, []))
         entry[1].extend(ss)

@@ -494,6 +494,55 @@ def find_deploys(host: Host, apps: Iterable[str], markers: Iterable[str]) -> tup
     return found, places
 
 
+_CODE = re.compile(r"\.(?:py|rb|php|js|mjs|cjs|ts|go|jar|war|ear|class|pl|pm|lua|ex|exs|erb|jinja2?|tmpl|html)$")
+_NOT_CODE_DIRS = frozenset({"__pycache__", "node_modules", ".git", "log", "logs", "tmp", "cache", "sessions",
+                            "uploads", "media", "storage", "vendor"})
+CODE_MAX_ENTRIES = 2000  # entries of one application folder looked at for code files
+CODE_MAX_DEPTH = 3
+
+
+def find_code_changes(host: Host, dirs: Iterable[str], cutoff: float) -> tuple[list[Change], list[str]]:
+    """Code deployed without git or a release layout: the newest code file
+    (``.py``, ``.rb``, ``.php``, ``.js``, ``.jar``...) of each application folder
+    (a service's working folder), as a deploy when it was written at or after
+    ``cutoff``; caches, logs, dependencies and sessions are not walked. Returns
+    (deploys, the folders that hold code)."""
+    found: list[Change] = []
+    places: list[str] = []
+    for top in dirs:
+        newest: tuple[float, str] | None = None
+        queue: deque[tuple[str, int]] = deque([(top, 0)])
+        looked = 0
+        while queue and looked < CODE_MAX_ENTRIES:
+            d, depth = queue.popleft()
+            try:
+                names = host.listdir(d)
+            except (OSError, LookupError, TimeoutError):
+                continue
+            for n in names:
+                looked += 1
+                if looked > CODE_MAX_ENTRIES:
+                    break
+                path = os.path.join(d, n)
+                if n.startswith(".") or n in _NOT_CODE_DIRS:
+                    continue
+                try:
+                    st = host.stat(path)
+                except (OSError, LookupError, TimeoutError):
+                    continue
+                if stat_mod.S_ISDIR(st.mode):
+                    if depth < CODE_MAX_DEPTH:
+                        queue.append((path, depth + 1))
+                elif stat_mod.S_ISREG(st.mode) and _CODE.search(n) and (newest is None or st.mtime > newest[0]):
+                    newest = (st.mtime, path)
+        if newest is None:
+            continue
+        places.append(top)
+        if newest[0] >= cutoff:
+            found.append(Change("deploy", newest[0], f"code in {top} written: {newest[1]}", newest[1]))
+    return found, places
+
+
 # --- service restarts ----------------------------------------------------------------------
 
 
@@ -771,10 +820,16 @@ def changes(ctx: ProbeContext) -> list[Finding]:
         out.append(ctx.finding("change.recent_package_upgrade", False, Evidence(
             source=", ".join(pkg_logs), summary=f"no package installed, upgraded or removed {scope}", count=0)))
 
-    # Configuration.
+    # Configuration: the trees named, and the files the running services were started with.
+    roots = [str(p) for p in ctx.opt("config_paths")]
+    for svc in ctx.inv.services:
+        for c in svc.configs:
+            if not c.problem and not any(c.path == r or c.path.startswith(r.rstrip("/") + "/") for r in roots):
+                roots.append(c.path)
     ignore = [str(p) for p in ctx.opt("config_ignore")]
     ignore += [p for p in (str(x) for x in ctx.opt("log_paths")) if p.startswith("/")]  # logs are not config
-    walk = walk_configs(host, [str(p) for p in ctx.opt("config_paths")], cutoff=cutoff,
+    ignore += [lg.path for lg, _svc in ctx.inv.all_logs()]
+    walk = walk_configs(host, roots, cutoff=cutoff,
                         ignore=ignore + sorted(_container_managed(host)),
                         max_depth=int(ctx.opt("max_depth")), max_files=int(ctx.opt("max_config_files")))
     every += walk.changed
@@ -789,8 +844,14 @@ def changes(ctx: ProbeContext) -> list[Finding]:
             summary=f"no configuration file modified {scope} among {walk.looked} entries{bound}", count=0)))
 
     # Deploys and restarts.
-    deploys, places = find_deploys(host, [str(p) for p in ctx.opt("app_dirs")],
-                                   [str(p) for p in ctx.opt("deploy_markers")])
+    app_dirs = [str(p) for p in ctx.opt("app_dirs")]
+    app_dirs += [svc.cwd for svc in ctx.inv.services if svc.cwd and svc.cwd not in app_dirs and _app_dir(svc.cwd)]
+    deploys, places = find_deploys(host, app_dirs, [str(p) for p in ctx.opt("deploy_markers")])
+    bare = [d for d in app_dirs if "*" not in d and d not in places and not any(p.startswith(d + "/") for p in places)
+            and any(svc.cwd == d for svc in ctx.inv.services)]
+    code, code_places = find_code_changes(host, bare, cutoff)
+    deploys += code
+    places += code_places
     recent_deploys = [d for d in deploys if d.time >= cutoff]
     every += recent_deploys
     restarts = find_restarts(host, tz, int(ctx.opt("max_units"))) if ctx.opt("restarts") else None
@@ -816,6 +877,12 @@ def changes(ctx: ProbeContext) -> list[Finding]:
     return out
 
 
+def _app_dir(path: str) -> bool:
+    """A service's working folder that may be an application checkout (not a system folder)."""
+    return path.count("/") >= 2 and not path.startswith(("/proc", "/sys", "/dev", "/run", "/usr", "/etc", "/var/lib",
+                                                         "/var/log", "/root"))
+
+
 def _errors_after(ctx: ProbeContext, every: list[Change], cutoff: float, now: float) -> Finding | None:
     fid = "change.errors_began_after_change"
     scope = f"since {iso(cutoff)}"
@@ -825,6 +892,7 @@ def _errors_after(ctx: ProbeContext, every: list[Change], cutoff: float, now: fl
     before = float(ctx.opt("before_minutes")) * 60.0
     first_change = min(c.time for c in every)
     read = collect_logs(ctx.host, cutoff=first_change - before, paths=[str(p) for p in ctx.opt("log_paths")],
+                        found=[lg.path for lg, _svc in ctx.inv.all_logs() if lg.kind != "access"],
                         max_bytes=int(ctx.opt("log_max_bytes")))
     if not read.sources:
         return None  # no log: cannot tell when errors began

@@ -65,11 +65,12 @@ import re
 import stat as stat_mod
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ddx.errors import ProbeError
 from ddx.host import Host, redact_text
-from ddx.model import Evidence, Finding
+from ddx.inventory.model import Inventory
+from ddx.model import Coverage, Evidence, Finding, absent_strength
 from ddx.probes.base import ProbeContext, probe
 from ddx.probes.parsers.logtime import TimeParser, local_zone, zone_named
 from ddx.probes.parsers.signatures import (
@@ -518,6 +519,35 @@ def judge_signatures(
     return out
 
 
+def log_coverage(inv: Inventory, read: LogRead) -> Coverage:
+    """Which services' logs were read. A service counts as read when one of its
+    logs (other than access logs) was, or when it logs to the journal or syslog
+    and that was read; a service whose logs were not found or not readable is
+    missing, with the reason. ``share`` is the part of the services read (1 when
+    the inventory found none: then the usual logs are all there is)."""
+    sources = set(read.sources)
+    system_read = "journalctl" in sources or bool(SYSLOGS & sources)
+    failed = {f.split(": ", 1)[0]: f.split(": ", 1)[1] if ": " in f else f for f in read.failed}
+    done: list[str] = []
+    missing: list[str] = []
+    for svc in inv.services:
+        if svc.pid <= 0:
+            continue
+        logs = [lg.path for lg in svc.logs if lg.kind != "access"]
+        hit = [p for p in logs if p in sources]
+        if hit:
+            done.append(f"{svc.name}: {', '.join(hit[:2])}" + (f" and {len(hit) - 2} more" if len(hit) > 2 else ""))
+        elif svc.journal and system_read:
+            done.append(f"{svc.name}: the journal")
+        elif not logs:
+            missing.append(f"{svc.label}: no log found" + (" (its journal was not read)" if svc.journal else ""))
+        else:
+            why = "; ".join(f"{p}: {failed[p]}" for p in logs if p in failed) or f"{logs[0]}: not read"
+            missing.append(f"{svc.label}: {why}")
+    total = len(done) + len(missing)
+    return Coverage(tuple(done), tuple(missing), len(done) / total if total else 1.0)
+
+
 # --- the probe ---------------------------------------------------------------------------------
 
 
@@ -567,6 +597,7 @@ def collect_logs(
     *,
     cutoff: float,
     paths: Sequence[str] = (),
+    found: Sequence[str] = (),
     discover: bool = True,
     journal: str = "auto",
     max_bytes: int = 1 << 20,
@@ -574,11 +605,13 @@ def collect_logs(
     journal_lines: int = 20000,
     max_total_bytes: int = 16 << 20,
 ) -> LogRead:
-    """Read and scan the logs (see the module docstring). Never raises for
-    one log; the caller decides what an empty result means."""
+    """Read and scan the logs (see the module docstring): ``paths`` named by a
+    person, then ``found`` (the inventory's logs), then with ``discover`` the
+    usual places. Never raises for one log; the caller decides what an empty
+    result means."""
     now = host.time()
     tz = host_zone(host)
-    patterns = [*(DEFAULT_LOGS if discover else ()), *paths]
+    patterns = [*paths, *found, *(DEFAULT_LOGS if discover else ())]
     chunks: list[LogChunk] = []
     scans: list[TextScan] = []
     failed: list[str] = []
@@ -746,11 +779,14 @@ def logfiles(ctx: ProbeContext) -> list[Finding]:
     journal = str(ctx.opt("journal"))
     if journal not in ("auto", "always", "never"):
         raise ProbeError(f"probe.logfiles journal must be 'auto', 'always' or 'never', got {journal!r}")
+    discover = bool(ctx.opt("discover"))
+    found = [lg.path for lg, _svc in ctx.inv.all_logs() if lg.kind != "access" and (discover or _svc is None)]
     read = collect_logs(
         ctx.host,
         cutoff=cutoff,
         paths=[str(p) for p in ctx.opt("paths")],
-        discover=bool(ctx.opt("discover")),
+        found=found,
+        discover=discover,
         journal=journal,
         max_bytes=int(ctx.opt("max_bytes")),
         max_files=int(ctx.opt("max_files")),
@@ -760,9 +796,14 @@ def logfiles(ctx: ProbeContext) -> list[Finding]:
     if not read.sources:
         tried = "; ".join(read.failed[:5]) if read.failed else "none of the usual logs exists"
         raise ProbeError(f"no log could be read ({tried}); name the logs with [probe.logfiles] paths")
-    out = [ctx.finding(fid, present, *ev) for fid, present, ev in
-           judge_signatures(read.scans, cutoff=cutoff, sources=read.sources, bytes_read=read.bytes_read,
-                            failed=read.failed)]
+    cov = log_coverage(ctx.inv, read)
+    out = []
+    for fid, present, ev in judge_signatures(read.scans, cutoff=cutoff, sources=read.sources,
+                                             bytes_read=read.bytes_read, failed=read.failed):
+        f = ctx.finding(fid, present, *ev)
+        if not present and not cov.complete:
+            f = replace(f, coverage=cov, strength=absent_strength(cov.share))
+        out.append(f)
     present, ev = _truncation(ctx, read)
     out.append(ctx.finding("logs.truncated_lines", present, *ev))
     perms = _permission_check(ctx, read)
@@ -817,7 +858,12 @@ def _permission_check(ctx: ProbeContext, read: LogRead) -> tuple[bool, Evidence]
     try:
         writers = open_writers(host, logs, max_procs=int(ctx.opt("max_procs")), max_links=int(ctx.opt("max_fd_links")))
     except (OSError, LookupError, TimeoutError):
-        return None
+        writers = {}
+    for log in logs:  # a log opened per write has no holder: the service the inventory gives it writes it
+        if not writers.get(log):
+            svc = next((sv for sv in ctx.inv.services if log in sv.log_paths), None)
+            if svc is not None:
+                writers[log] = [f"{svc.program}[{pid}]" for pid in svc.pids[:4]]
     users: dict[int, str] = {}
     groups: dict[int, str] = {}
     for f, table in (("/etc/passwd", users), ("/etc/group", groups)):

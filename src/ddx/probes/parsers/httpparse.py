@@ -3,8 +3,6 @@
 No I/O here (the ``http`` and ``tls`` probes read and fetch; tests feed these
 functions samples):
 
-- ``parse_ss_web``: ``ss -ltnpH`` lines -> listening sockets with the program
-  names and pids that hold them.
 - ``parse_nginx_conf`` / ``nginx_info``: nginx configuration as a tree of
   statements (``include`` left for the caller to expand), then what the probes
   need from it: access logs, ``stub_status`` locations, TLS listeners, the
@@ -40,62 +38,15 @@ __all__ = [
     "Stmt",
     "StatusPage",
     "StubStatus",
-    "WebListener",
     "judge_access",
     "nginx_info",
     "parse_access_line",
     "parse_nginx_conf",
     "parse_server_status",
-    "parse_ss_web",
     "parse_stub_status",
 ]
 
 # --- ss ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WebListener:
-    """A listening TCP socket and the processes holding it (names and pids
-    come from ``ss -p``; without privileges they are empty)."""
-
-    addr: str  # as ss shows it: 0.0.0.0, 127.0.0.1, [::], *, [::1]
-    port: int
-    programs: tuple[str, ...] = ()
-    pids: tuple[int, ...] = ()
-
-    @property
-    def connect_host(self) -> str:
-        """Where to connect to reach it from this host."""
-        a = self.addr.split("%")[0]
-        if a in ("0.0.0.0", "*", ""):
-            return "127.0.0.1"
-        if a in ("[::]", "::"):
-            return "::1"
-        return a.strip("[]")
-
-
-_USERS = re.compile(r'\("([^"]+)",pid=(\d+),fd=\d+\)')
-
-
-def parse_ss_web(text: str) -> list[WebListener]:
-    """``ss -ltnpH`` (``-ltnp`` with a header also works)."""
-    out: list[WebListener] = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 4 or parts[0] in ("State", "Recv-Q"):
-            continue
-        if not parts[0].isdigit():
-            parts = parts[1:]  # the State column
-        if len(parts) < 3:
-            continue
-        host, sep, port = parts[2].rpartition(":")
-        if not sep or not port.isdigit():
-            continue
-        users = _USERS.findall(line)
-        progs = tuple(dict.fromkeys(u[0] for u in users))
-        pids = tuple(dict.fromkeys(int(u[1]) for u in users))
-        out.append(WebListener(host, int(port), progs, pids))
-    return out
 
 
 # --- nginx configuration --------------------------------------------------------------------

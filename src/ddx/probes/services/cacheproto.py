@@ -9,7 +9,6 @@ Parsers (pure, fed samples by the tests):
 - ``parse_redis_info``: the ``INFO`` text (``key:value`` lines under ``# Section``
   headers; ``errorstat_OOM:count=3`` and ``slave0:ip=..,lag=0`` values are
   ``k=v,k=v`` lists, split by ``parse_info_fields``).
-- ``parse_ss_owners``: ``ss -ltnpH`` lines with their ``users:(("name",pid=N,fd=N))``.
 
 Network: ``memcached_query`` and ``redis_query`` are the only functions that
 open sockets (stdlib ``socket``, no new dependency). Each makes one connection,
@@ -34,22 +33,22 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ddx.inventory.model import Inventory
 from ddx.urls import mask_url
 
 __all__ = [
     "Listening",
+    "inventory_listeners",
     "ProbeTargetError",
     "RespError",
     "Target",
     "TargetRefused",
     "encode_command",
-    "find_listeners",
     "memcached_query",
     "parse_info_fields",
     "parse_memcached_stats",
     "parse_redis_info",
     "parse_resp",
-    "parse_ss_owners",
     "parse_target",
     "redis_query",
 ]
@@ -238,88 +237,17 @@ class Listening:
         return self.address.strip("[]").split("%")[0]
 
 
-def parse_ss_owners(text: str) -> list[Listening]:
-    """``ss -ltnpH``: one line per (socket, owning process); sockets ss cannot
-    attribute (another user's, without root) are left out."""
-    import re
-
-    users = re.compile(r'\("([^"]+)",pid=(\d+),fd=\d+\)')
-    out: list[Listening] = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 5:
-            continue
-        local = parts[3] if not parts[0].isdigit() else parts[2]
-        addr, sep, port = local.rpartition(":")
-        if not sep or not port.isdigit():
-            continue
-        for name, pid in users.findall(line):
-            out.append(Listening(name, int(pid), addr, int(port)))
-    return out
-
-
-def _parse_proc_tcp_inodes(text: str, v6: bool) -> dict[int, tuple[str, int]]:
-    """LISTEN sockets of ``/proc/net/tcp{,6}``: inode -> (address, port)."""
-    out: dict[int, tuple[str, int]] = {}
-    for line in text.splitlines()[1:]:
-        parts = line.split()
-        if len(parts) < 10 or parts[3] != "0A":
-            continue
-        hexaddr, _, hexport = parts[1].partition(":")
-        try:
-            raw = bytes.fromhex(hexaddr)
-            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-            addr = socket.inet_ntop(socket.AF_INET6 if v6 else socket.AF_INET, words)
-            out[int(parts[9])] = (addr, int(hexport, 16))
-        except (ValueError, OSError):
-            continue
-    return out
-
-
-def find_listeners(host: Any, programs: Iterable[str]) -> list[Listening]:
-    """Listening TCP sockets of the processes named ``programs`` (their
-    ``comm``): ``ss -ltnpH`` when it runs, else ``/proc/net/tcp{,6}`` matched
-    with the socket inodes of ``/proc/PID/fd``. One entry per (pid, port)."""
+def inventory_listeners(inv: Inventory, programs: Iterable[str]) -> list[Listening]:
+    """Listening TCP sockets of the inventory's services of ``programs``: one per
+    (service, port), IPv4 first (what local clients usually use)."""
     wanted = set(programs)
-    found: list[Listening] = []
-    try:
-        r = host.run(["ss", "-ltnpH"], timeout=2.0)
-        if r.returncode == 0:
-            found = [ln for ln in parse_ss_owners(r.stdout) if ln.program in wanted]
-            return _dedupe(found)
-    except (FileNotFoundError, TimeoutError):
-        pass
-    inodes: dict[int, tuple[str, int]] = {}
-    for path, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
-        try:
-            inodes.update(_parse_proc_tcp_inodes(host.read_text(path), v6))
-        except (OSError, LookupError):
-            continue
-    try:
-        pids = [p for p in host.listdir("/proc") if p.isdigit()]
-    except (OSError, LookupError):
-        return []
-    for pid in pids:
-        try:
-            comm = host.read_text(f"/proc/{pid}/comm", max_bytes=64).strip()
-            if comm not in wanted:
-                continue
-            for fd in host.listdir(f"/proc/{pid}/fd"):
-                link = host.readlink(f"/proc/{pid}/fd/{fd}")
-                if link.startswith("socket:[") and int(link[8:-1]) in inodes:
-                    addr, port = inodes[int(link[8:-1])]
-                    found.append(Listening(comm, int(pid), addr, port))
-        except (OSError, LookupError, ValueError):
-            continue  # gone, or not ours to read
-    return _dedupe(found)
-
-
-def _dedupe(items: list[Listening]) -> list[Listening]:
-    """One address per (pid, port): a server listening on 0.0.0.0 and [::]
-    is one service. IPv4 first (loopback IPv4 is what clients usually use)."""
     best: dict[tuple[int, int], Listening] = {}
-    for ln in sorted(items, key=lambda ln: (":" in ln.address, ln.address)):
-        best.setdefault((ln.pid, ln.port), ln)
+    for svc in inv.services:
+        if svc.program not in wanted or svc.pid <= 0:
+            continue
+        for ln in sorted(svc.listens, key=lambda ln: (":" in ln.address, ln.address)):
+            if ln.proto == "tcp" and ln.port:
+                best.setdefault((svc.pid, ln.port), Listening(svc.program, svc.pid, ln.address, ln.port))
     return sorted(best.values(), key=lambda ln: (ln.port, ln.pid))
 
 
@@ -501,7 +429,7 @@ def resolve_targets(
     discovered: list[Target] = []
     if ctx.opt("discover"):
         seen = {(t.host, t.port) for t in configured}
-        for ln in find_listeners(ctx.host, programs):
+        for ln in inventory_listeners(ctx.inv, programs):
             h = ln.connect_host()
             if (h, ln.port) in seen or (ln.address in ("0.0.0.0", "::", "*") and ("localhost", ln.port) in seen):
                 continue

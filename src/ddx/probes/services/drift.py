@@ -33,9 +33,7 @@ fails there with "not recorded" and its findings stay unknown.
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
-import posixpath
 import re
 import socket
 import threading
@@ -44,26 +42,24 @@ from typing import Any
 
 from ddx.errors import ConfigError, ProbeError
 from ddx.host import Host, is_live
+from ddx.inventory.files import expand_glob
+from ddx.inventory.model import Inventory
+from ddx.inventory.nginx import DEFAULT_PREFIX, nginx_paths, read_nginx
+from ddx.inventory.sockets import read_sockets
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.parsers.endpoints import (
     Endpoint,
     Upstream,
-    parse_nginx,
     parse_settings,
     without_upstream_names,
 )
-from ddx.probes.parsers.proctable import clk_tck, parse_stat, parse_uptime
-from ddx.probes.system.net import listening_sockets
 from ddx.units import duration
 
 __all__ = [
     "Check",
     "drift",
-    "expand_glob",
     "http_status",
-    "parse_ss_listeners",
-    "read_nginx",
     "tcp_check",
 ]
 
@@ -186,48 +182,10 @@ def http_status(host: str, port: int, path: str, timeout: float = 1.5) -> Check:
 # --- files through the Host -----------------------------------------------------------
 
 
-def expand_glob(host: Host, pattern: str, limit: int = MAX_FILES) -> list[str]:
-    """Paths matching an absolute glob (``*``, ``?``, ``[...]`` per component),
-    found with ``host.listdir``; hidden names match only a pattern that starts
-    with a dot (shell rules). Sorted, at most ``limit``."""
-    parts = [p for p in pattern.split("/") if p]
-    paths = ["/"]
-    for i, part in enumerate(parts):
-        nxt: list[str] = []
-        for base in paths:
-            if not re.search(r"[*?\[]", part):
-                cand = posixpath.join(base, part)
-                if i < len(parts) - 1 or _exists(host, cand):
-                    nxt.append(cand)
-                continue
-            try:
-                names = host.listdir(base)
-            except (OSError, LookupError, TimeoutError):
-                continue
-            nxt.extend(
-                posixpath.join(base, n)
-                for n in names
-                if fnmatch.fnmatchcase(n, part) and (part.startswith(".") or not n.startswith("."))
-            )
-        paths = nxt[: limit * 4]
-        if not paths:
-            return []
-    return sorted(p for p in paths if _is_file(host, p))[:limit]
 
 
-def _exists(host: Host, path: str) -> bool:
-    try:
-        host.stat(path)
-        return True
-    except (OSError, LookupError, TimeoutError):
-        return False
 
 
-def _is_file(host: Host, path: str) -> bool:
-    try:
-        return (host.stat(path).mode & 0o170000) == 0o100000
-    except (OSError, LookupError, TimeoutError):
-        return False
 
 
 @dataclass
@@ -242,35 +200,19 @@ class Files:
     errors: list[str]
 
 
-def read_nginx(host: Host, main: str, files: Files) -> None:
-    """Parse ``main`` and every file it includes (breadth first, each once,
-    at most ``MAX_FILES``)."""
-    conf_dir = posixpath.dirname(main)
-    queue = [main]
-    seen: set[str] = set()
-    while queue and len(files.read) < MAX_FILES:
-        path = queue.pop(0)
-        if path in seen:
-            continue
-        seen.add(path)
-        try:
-            text = host.read_text(path, max_bytes=MAX_FILE_BYTES)
-            files.mtimes[path] = host.stat(path).mtime
-        except FileNotFoundError:
-            if path != main:
-                files.errors.append(f"{path}: no such file (included)")
-            continue
-        except (OSError, LookupError, TimeoutError) as exc:
-            files.errors.append(f"{path}: {type(exc).__name__}: {exc}")
-            continue
-        files.read.append(path)
-        conf = parse_nginx(text, path)
-        files.endpoints.extend(conf.endpoints)
-        files.upstreams.extend(conf.upstreams)
-        files.http_upstreams.update(conf.http_upstreams)
-        for inc in conf.includes:
-            full = inc if inc.startswith("/") else posixpath.join(conf_dir, inc)
-            queue.extend(expand_glob(host, full) if re.search(r"[*?\[]", full) else [full])
+
+
+def _add_nginx(host: Host, main: str, prefix: str, files: Files) -> None:
+    """nginx's configuration tree (the inventory's reader): addresses, upstreams, file times."""
+    if main in files.read:
+        return
+    tree = read_nginx(host, main, prefix)
+    files.read.extend(tree.files)
+    files.mtimes.update(tree.mtimes)
+    files.endpoints.extend(tree.endpoints)
+    files.upstreams.extend(tree.upstreams)
+    files.http_upstreams.update(tree.http_upstreams)
+    files.errors.extend(p for p in tree.problems if not (p.startswith(main) and "no such file" in p and not files.read))
 
 
 def _read_settings(host: Host, path: str, files: Files) -> None:
@@ -286,45 +228,19 @@ def _read_settings(host: Host, path: str, files: Files) -> None:
 
 # --- listeners on this host (for "the backend's process is young") --------------------
 
-_USERS = re.compile(r"pid=(\d+)")
 
-
-def parse_ss_listeners(text: str) -> dict[int, list[tuple[str, int]]]:
-    """``ss -Hltnp`` -> port -> [(local address, pid)]."""
-    out: dict[int, list[tuple[str, int]]] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 4:
-            continue
-        local = parts[3] if parts[0] == "LISTEN" else parts[2] if parts[0].isdigit() else ""
-        addr, _, port = local.rpartition(":")
-        if not port.isdigit():
-            continue
-        for pid in _USERS.findall(line):
-            out.setdefault(int(port), []).append((addr.strip("[]").split("%")[0], int(pid)))
-    return out
-
-
-def _local_listener_age(host: Host, ep: Endpoint, listeners: dict[int, list[tuple[str, int]]]) -> tuple[int, float] | None:
-    """(pid, age in seconds) of the process listening on this host for ``ep``."""
+def _local_listener_age(inv: Inventory, ep: Endpoint, now: float) -> tuple[int, float] | None:
+    """(master pid, age in seconds) of the service listening on this host for ``ep``."""
     if not (ep.host.startswith("127.") or ep.host in ("localhost", "::1")):
         return None
-    cands = [
-        pid for addr, pid in listeners.get(ep.port, ())
-        if addr in ("*", "0.0.0.0", "::", ep.host) or (ep.host == "localhost" and addr in ("127.0.0.1", "::1"))
-    ]
-    if not cands:
-        return None
-    try:
-        uptime = parse_uptime(host.read_text("/proc/uptime"))
-        ages = []
-        for pid in sorted(set(cands)):
-            st = parse_stat(host.read_text(f"/proc/{pid}/stat"))
-            ages.append((uptime - st.starttime / clk_tck(), pid))
-    except (OSError, LookupError, TimeoutError, ValueError):
-        return None
-    age, pid = max(ages)  # the oldest of the group (the manager), not its youngest worker
-    return pid, max(0.0, age)
+    for svc in inv.services:
+        for ln in svc.listens:
+            if ln.proto == "tcp" and ln.port == ep.port and (
+                    ln.address in ("*", "0.0.0.0", "::", ep.host)
+                    or (ep.host == "localhost" and ln.address in ("127.0.0.1", "::1"))):
+                return (svc.pid, max(0.0, now - svc.started)) if svc.started is not None else None
+    return None
+
 
 
 # --- the probe -------------------------------------------------------------------------
@@ -350,8 +266,9 @@ def _places(eps: list[Endpoint], n: int = 3) -> str:
     findings=FINDINGS,
     timeout=4.0,
     options={
-        # nginx main configuration files; their include lines are followed.
-        "nginx_conf": ["/etc/nginx/nginx.conf"],
+        # nginx main configuration files besides those of the running nginx masters (which the
+        # inventory finds); their include lines are followed.
+        "nginx_conf": [],
         # Application settings files or globs (.env, YAML, INI, TOML, JSON) whose addresses are checked.
         "paths": [],
         # Also read settings files in the usual deploy places (/srv/*/.env, /var/www/*/.env, ...).
@@ -388,16 +305,21 @@ def drift(ctx: ProbeContext) -> list[Finding]:
         raise ConfigError("[probe.drift] connect_timeout and resolve_timeout must be > 0")
     files = Files([], [], set(), {}, [], [])
     for main in nginx_confs:
-        read_nginx(ctx.host, main, files)
+        _add_nginx(ctx.host, main, DEFAULT_PREFIX, files)
     settings: list[str] = []
     for pat in paths:
-        found = expand_glob(ctx.host, pat) if re.search(r"[*?\[]", pat) else [pat]
+        found = expand_glob(ctx.host, pat, files_only=True)
         if not found:
             files.errors.append(f"{pat}: no file matches")
         settings.extend(found)
     if bool(ctx.opt("discover")):
+        for svc in ctx.inv.services:  # the configuration each running service was started with
+            if svc.program == "nginx" and svc.config:
+                _add_nginx(ctx.host, svc.config, nginx_paths(svc.argv)[1], files)
+            elif svc.program not in ("nginx",):
+                settings += [c.path for c in svc.configs if c.how in ("argv", "env", "ddx.toml") and not c.problem]
         for pat in DISCOVER_GLOBS:
-            settings.extend(expand_glob(ctx.host, pat, limit=20))
+            settings.extend(expand_glob(ctx.host, pat, limit=20, files_only=True))
     for path in list(dict.fromkeys(settings))[:MAX_FILES]:
         _read_settings(ctx.host, path, files)
     if not files.read:
@@ -447,16 +369,13 @@ def _listening_here(host: Host, timed_out: dict[tuple[str, int], Check]) -> dict
     local = {a: chk.ip for a, chk in timed_out.items() if _is_loopback(chk.ip or a[0])}
     if not local:
         return {}
-    try:
-        listeners, _ = listening_sockets(host)
-    except (OSError, LookupError, TimeoutError):
-        return {}
+    listeners = read_sockets(host, owners=False).sockets
     out: dict[tuple[str, int], str] = {}
     for (h, p), ip in local.items():
         for ln in listeners:
-            addr = ln.local.rpartition(":")[0].strip("[]").split("%")[0]
-            if ln.port == p and addr in ("*", "0.0.0.0", "::", ip or h):
-                out[(h, p)] = ln.describe()
+            if ln.port == p and ln.address in ("*", "0.0.0.0", "::", ip or h):
+                limit = "?" if ln.send_q is None else str(ln.send_q)
+                out[(h, p)] = f"{ln.local} accept queue {ln.recv_q}/{limit}"
                 break
     return out
 
@@ -530,12 +449,6 @@ def _backend_findings(
 ) -> list[Finding]:
     recent_s = float(ctx.opt("recent_minutes")) * 60.0
     now = ctx.host.time()
-    listeners: dict[int, list[tuple[str, int]]] = {}
-    try:
-        res = ctx.host.run(["ss", "-Hltnp"], timeout=2.0)
-        listeners = parse_ss_listeners(res.stdout)
-    except (OSError, LookupError, TimeoutError):
-        pass
 
     single: list[str] = []  # rows of pools with a backend failing alone: the failing ones first
     failing = 0
@@ -569,7 +482,7 @@ def _backend_findings(
             why = []
             if mt is not None and now - mt <= recent_s:
                 why.append(f"{s.file} changed {duration(now - mt)} ago")
-            la = _local_listener_age(ctx.host, s, listeners)
+            la = _local_listener_age(ctx.inv, s, now)
             if la is not None and la[1] <= recent_s:
                 why.append(f"its listener pid {la[0]} started {duration(la[1])} ago")
             line = f"{u.name} {s.address} ({s.where})"

@@ -35,15 +35,13 @@ reads the 502/504 share of access logs and answers.
 
 from __future__ import annotations
 
-import fnmatch
 import http.client as httpclient
 import os
-import posixpath
 import socket
 import ssl
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,20 +51,15 @@ from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.parsers.httpparse import (
     ACCESS_DEFAULTS,
-    NginxInfo,
-    Stmt,
-    WebListener,
     judge_access,
-    nginx_info,
     parse_access_line,
-    parse_nginx_conf,
     parse_server_status,
-    parse_ss_web,
     parse_stub_status,
 )
+from ddx.probes.services.web import WebServer, hostport, web_servers
 from ddx.urls import mask_url
 
-__all__ = ["Reply", "WebServer", "discover", "fetch", "http", "network_allowed"]
+__all__ = ["Reply", "fetch", "http"]
 
 FINDINGS = (
     "http.5xx_rate_high",
@@ -77,9 +70,7 @@ FINDINGS = (
     "http.errors_single_backend",
     "svc.worker_pool_saturated",
 )
-WEB_PROGRAMS = ("nginx", "apache2", "httpd", "haproxy", "lighttpd", "caddy", "envoy", "traefik")
 DEFAULT_LOGS = ("/var/log/nginx/access.log", "/var/log/apache2/access.log", "/var/log/httpd/access_log")
-SS_TIMEOUT = 1.5
 
 DEFAULTS: dict[str, Any] = {
     **ACCESS_DEFAULTS,
@@ -113,11 +104,6 @@ class Reply:
     seconds: float
 
 
-def network_allowed(host: Any) -> bool:
-    """Network exchanges are real only on the live host (not a replayed bundle)."""
-    return is_live(host)
-
-
 def _tls_context() -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -134,7 +120,7 @@ def fetch(host: Host, url: str, *, timeout: float, method: str = "GET", body: by
     """One HTTP request. Raises ``TimeoutError`` ("no response within Xs"),
     ``ConnectionError``/``OSError`` (refused, reset), ``ValueError`` (not an
     HTTP answer, bad URL), ``LookupError`` on a bundle."""
-    if not network_allowed(host):
+    if not is_live(host):
         raise LookupError("network requests are not recorded in bundles")
     u = urllib.parse.urlsplit(url)
     if u.scheme not in ("http", "https") or not u.hostname:
@@ -175,158 +161,6 @@ def fetch(host: Host, url: str, *, timeout: float, method: str = "GET", body: by
 
 
 # --- discovery --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WebServer:
-    """One web server instance on this host."""
-
-    program: str
-    pids: tuple[int, ...]
-    listeners: tuple[WebListener, ...]
-    master: int | None = None
-    conf: str = ""  # nginx: the main configuration file
-    info: NginxInfo | None = None
-    problems: tuple[str, ...] = ()  # what could not be read
-
-    @property
-    def label(self) -> str:
-        ports = ",".join(str(p) for p in sorted({ln.port for ln in self.listeners}))
-        return f"{self.program}" + (f" pid {self.master}" if self.master else "") + (f" :{ports}" if ports else "")
-
-    @property
-    def workers(self) -> int:
-        return len([p for p in self.pids if p != self.master])
-
-
-def _cmdline(host: Host, pid: int) -> list[str]:
-    raw = host.read_text(f"/proc/{pid}/cmdline", max_bytes=8192)
-    args = [a for a in raw.split("\0") if a]
-    if len(args) == 1 and " " in args[0]:  # a rewritten title: "nginx: master process /usr/sbin/nginx -c x"
-        args = args[0].split()
-    return args
-
-
-def _ppid(host: Host, pid: int) -> int | None:
-    from ddx.probes.parsers.proctable import parse_stat
-
-    try:
-        return parse_stat(host.read_text(f"/proc/{pid}/stat", max_bytes=4096)).ppid
-    except (OSError, ValueError, LookupError):
-        return None
-
-
-def _nginx_master(host: Host, pids: Sequence[int]) -> tuple[int | None, list[str]]:
-    for pid in pids:
-        try:
-            args = _cmdline(host, pid)
-        except (OSError, LookupError):
-            continue
-        if "master" in args[:3] or ("worker" not in args[:3] and args and "nginx" in args[0]):
-            return pid, args
-    for pid in pids:
-        pp = _ppid(host, pid)
-        if pp and pp > 1:
-            try:
-                return pp, _cmdline(host, pp)
-            except (OSError, LookupError):
-                continue
-    return None, []
-
-
-def _opt_after(args: Sequence[str], flag: str) -> str | None:
-    for i, a in enumerate(args):
-        if a == flag and i + 1 < len(args):
-            return args[i + 1]
-        if a.startswith(flag) and len(a) > len(flag):
-            return a[len(flag):]
-    return None
-
-
-def _expand(host: Host, stmts: Sequence[Stmt], conf_dir: str, seen: list[str], problems: list[str],
-            depth: int = 0) -> list[Stmt]:
-    out: list[Stmt] = []
-    for s in stmts:
-        if s.name == "include" and s.args:
-            pat = s.args[0] if s.args[0].startswith("/") else posixpath.join(conf_dir, s.args[0])
-            d, base = posixpath.split(pat)
-            if any(c in base for c in "*?["):
-                try:
-                    files = [posixpath.join(d, n) for n in host.listdir(d) if fnmatch.fnmatch(n, base)]
-                except (OSError, LookupError):
-                    files = []
-            else:
-                files = [pat]
-            for f in sorted(files):
-                if depth > 8 or len(seen) > 200 or f in seen:
-                    continue
-                seen.append(f)
-                try:
-                    text = host.read_text(f, max_bytes=1 << 20)
-                except (OSError, LookupError) as exc:
-                    problems.append(f"{f}: {_why(exc)}")
-                    continue
-                out += _expand(host, parse_nginx_conf(text, f), conf_dir, seen, problems, depth + 1)
-        elif s.block is not None:
-            out.append(Stmt(s.name, s.args, tuple(_expand(host, s.block, conf_dir, seen, problems, depth)),
-                            s.file, s.line))
-        else:
-            out.append(s)
-    return out
-
-
-def _nginx(host: Host, pids: tuple[int, ...], listeners: tuple[WebListener, ...]) -> WebServer:
-    master, args = _nginx_master(host, pids)
-    prefix = _opt_after(args, "-p") or "/usr/share/nginx/"
-    conf = _opt_after(args, "-c") or "/etc/nginx/nginx.conf"
-    if not conf.startswith("/"):
-        conf = posixpath.join(prefix, conf)
-    problems: list[str] = []
-    info = None
-    try:
-        text = host.read_text(conf, max_bytes=1 << 20)
-        stmts = _expand(host, parse_nginx_conf(text, conf), posixpath.dirname(conf), [conf], problems)
-        info = nginx_info(stmts, prefix)
-        if not info.access_logs and prefix.rstrip("/") == "/usr/share/nginx":
-            info = NginxInfo(("/var/log/nginx/access.log",), *_rest(info))
-        elif not info.access_logs:
-            info = NginxInfo((posixpath.join(prefix, "logs/access.log"),), *_rest(info))
-    except (OSError, LookupError) as exc:
-        problems.append(f"{conf}: {_why(exc)}")
-    return WebServer("nginx", pids, listeners, master, conf, info, tuple(problems))
-
-
-def _rest(info: NginxInfo) -> tuple[Any, ...]:
-    return (info.stub_status, info.tls_ports, info.worker_processes, info.worker_processes_auto,
-            info.worker_connections)
-
-
-def discover(host: Host) -> tuple[list[WebServer], str]:
-    """Web servers listening on this host, and why none could be looked for
-    ("" when ss ran). Grouped by program and process family."""
-    try:
-        r = host.run(["ss", "-ltnpH"], timeout=SS_TIMEOUT)
-    except FileNotFoundError:
-        return [], "ss is not installed"
-    except (OSError, TimeoutError, LookupError) as exc:
-        return [], f"ss -ltnpH: {_why(exc)}"
-    if r.returncode != 0:
-        return [], f"ss -ltnpH exited {r.returncode}: {r.stderr.strip()[:80]}"
-    groups: dict[tuple[str, frozenset[int]], list[WebListener]] = {}
-    for ln in parse_ss_web(r.stdout):
-        prog = next((p for p in ln.programs if p in WEB_PROGRAMS), None)
-        if prog is None:
-            continue
-        key = next((k for k in groups if k[0] == prog and k[1] & set(ln.pids)), (prog, frozenset(ln.pids)))
-        groups.setdefault(key, []).append(ln)
-    out: list[WebServer] = []
-    for (prog, _pids), lns in groups.items():
-        pids = tuple(sorted({p for ln in lns for p in ln.pids}))
-        if prog == "nginx":
-            out.append(_nginx(host, pids, tuple(lns)))
-        else:
-            out.append(WebServer(prog, pids, tuple(lns), min(pids) if pids else None))
-    return out, ""
 
 
 def _why(exc: BaseException) -> str:
@@ -549,15 +383,12 @@ def http(ctx: ProbeContext) -> list[Finding]:
     found = _Found()
     servers: list[WebServer] = []
     if ctx.opt("discover"):
-        servers, why = discover(ctx.host)
-        if why:
-            found.failures.append(f"could not look for web servers: {why}")
+        servers = web_servers(ctx.host, ctx.inv)
         for s in servers:
             found.failures += [f"{s.label}: could not read {p}" for p in s.problems]
     logs: list[tuple[str, bool]] = [(str(p), True) for p in _as_list(ctx.opt("access_logs"), "access_logs")]
     for s in servers:
-        if s.info:
-            logs += [(p, False) for p in s.info.access_logs]
+        logs += [(p, False) for p in (s.info.access_logs if s.info else s.access_logs)]
     if ctx.opt("discover"):
         logs += [(p, False) for p in DEFAULT_LOGS]
     logs = _dedupe(logs)
@@ -569,13 +400,13 @@ def http(ctx: ProbeContext) -> list[Finding]:
         if s.info:
             status_pages += [(p.url, s) for p in s.info.stub_status[:1]]
         elif s.program in ("apache2", "httpd"):
-            status_pages += [(f"http://{_hp(ln)}/server-status?auto", s) for ln in s.listeners
+            status_pages += [(f"http://{hostport(ln)}/server-status?auto", s) for ln in s.listeners
                              if ln.port != 443][:1]
         if ctx.opt("check_listeners"):
             for ln in s.listeners:
                 if ln.port in tls_ports or ln.port == 443:
                     continue
-                u = f"http://{_hp(ln)}/"
+                u = f"http://{hostport(ln)}/"
                 if u not in checks:
                     checks.append(u)
     if not servers and not targets and not status_pages and not any(req or _exists(ctx.host, p)
@@ -619,9 +450,6 @@ def http(ctx: ProbeContext) -> list[Finding]:
     return findings
 
 
-def _hp(ln: WebListener) -> str:
-    h = ln.connect_host
-    return f"[{h}]:{ln.port}" if ":" in h else f"{h}:{ln.port}"
 
 
 def _exists(host: Host, path: str) -> bool:

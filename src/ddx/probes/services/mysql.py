@@ -48,12 +48,13 @@ What each finding means here:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ddx.errors import ProbeError
+from ddx.inventory.model import Inventory
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.services.dbcommon import FINDINGS as DB_FINDINGS
@@ -147,7 +148,7 @@ def my_target_from_url(url: str) -> MyTarget:
     return MyTarget(shown, tuple(args), password or None, True, port)
 
 
-def _socket_from_cmdline(argv: list[str]) -> str:
+def _socket_from_cmdline(argv: Sequence[str]) -> str:
     for i, a in enumerate(argv):
         if a.startswith("--socket="):
             return a.split("=", 1)[1]
@@ -156,58 +157,27 @@ def _socket_from_cmdline(argv: list[str]) -> str:
     return ""
 
 
-def parse_ss_unix(text: str, pids: set[int]) -> dict[int, str]:
-    """``ss -lxpH``: the listening Unix socket path of each of ``pids``."""
-    out: dict[int, str] = {}
-    for line in text.splitlines():
-        m = re.search(r"\s(/\S+)\s+\d+\s+\S+\s+\S+\s+users:\(\(.*?pid=(\d+)", line)
-        if m and int(m[2]) in pids:
-            out.setdefault(int(m[2]), m[1])
-    return out
-
-
-def discover(host: Any) -> list[MyTarget | TargetError]:
-    """Local servers: by Unix socket when one is known, else TCP on loopback."""
-    from ddx.probes.services.cacheproto import find_listeners
-
-    servers: dict[int, dict[str, Any]] = {}
-    try:
-        pids = [p for p in host.listdir("/proc") if p.isdigit()]
-    except (OSError, LookupError):
-        pids = []
-    for pid in pids:
-        try:
-            if host.read_text(f"/proc/{pid}/comm", max_bytes=64).strip() not in _PROGRAMS:
-                continue
-            argv = host.read_text(f"/proc/{pid}/cmdline", max_bytes=8192).split("\0")
-        except (OSError, LookupError):
-            continue
-        servers[int(pid)] = {"socket": _socket_from_cmdline(argv), "port": None}
-    if not servers:
-        return []
-    for ln in find_listeners(host, _PROGRAMS):
-        if ln.pid in servers and servers[ln.pid]["port"] is None:
-            servers[ln.pid]["port"] = ln.port
-            servers[ln.pid]["addr"] = ln.connect_host()
-    if any(not s["socket"] for s in servers.values()):
-        try:
-            r = host.run(["ss", "-lxpH"], timeout=2.0)
-            for pid, path in parse_ss_unix(r.stdout, set(servers)).items():
-                servers[pid]["socket"] = servers[pid]["socket"] or path
-        except (FileNotFoundError, TimeoutError):
-            pass
+def discover(inv: Inventory) -> list[MyTarget | TargetError]:
+    """The servers the inventory found: by their Unix socket when one is known
+    (its command line, else its listening unix socket), else TCP on loopback."""
     out: list[MyTarget | TargetError] = []
-    for pid, s in sorted(servers.items()):
-        where = f"socket {s['socket']}" if s["socket"] else f"port {s['port']}"
-        name = f"mysqld pid {pid} on {where}"
-        if s["socket"]:
-            args: tuple[str, ...] = ("--protocol=SOCKET", "-S", s["socket"])
-        elif s["port"]:
-            args = ("--protocol=TCP", "-h", s["addr"], "-P", str(s["port"]))
+    for svc in inv.services:
+        if svc.program not in _PROGRAMS or svc.pid <= 0:
+            continue
+        sock = _socket_from_cmdline(svc.argv) or next(
+            (ln.path for ln in svc.listens if ln.proto == "unix" and ln.path), "")
+        tcp = next((ln for ln in svc.listens if ln.proto == "tcp" and ln.port), None)
+        port = tcp.port if tcp is not None else None
+        where = f"socket {sock}" if sock else f"port {port}"
+        name = f"{svc.program} pid {svc.pid} on {where}"
+        if sock:
+            args: tuple[str, ...] = ("--protocol=SOCKET", "-S", sock)
+        elif tcp is not None:
+            args = ("--protocol=TCP", "-h", tcp.connect_host, "-P", str(port))
         else:
             out.append(TargetError(f"could not probe {name}: no socket and no TCP port found; set targets"))
             continue
-        out.append(MyTarget(name, args, None, False, s["port"]))
+        out.append(MyTarget(name, args, None, False, port))
     return out
 
 
@@ -573,7 +543,7 @@ def mysql(ctx: ProbeContext) -> list[Finding]:
             raise ProbeError(f"probe.{ctx.probe_name}: {exc}") from None
     if ctx.opt("discover"):
         ports = {t.local_port for t in targets}
-        for t in discover(ctx.host):
+        for t in discover(ctx.inv):
             if isinstance(t, TargetError):
                 failures.append(str(t))
             elif t.local_port is None or t.local_port not in ports:

@@ -55,9 +55,11 @@ from typing import Any
 from ddx.errors import ConfigError
 from ddx.host import Host, is_live, parallel_map, redact_cmdline
 from ddx.inventory.processes import read_proc_table, read_stats
+from ddx.inventory.sockets import read_sockets
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.parsers.proctable import Proc, ProcTable, StatInfo, argv_words
+from ddx.probes.parsers.sockets import Socket
 from ddx.probes.system.workers import (
     DEFAULT_SESSION_PROGRAMS,
     DEFAULT_WORKER_TITLE,
@@ -71,12 +73,10 @@ from ddx.urls import mask_url
 __all__ = [
     "FpmStatus",
     "PoolSample",
-    "Sock",
     "busy_from_sockets",
     "judge",
     "parse_fpm_status",
     "parse_passenger_xml",
-    "parse_ss",
     "parse_uwsgi_stats",
     "pools",
     "worker_mode",
@@ -91,46 +91,7 @@ MAX_SAMPLES = 8
 # --- pure parsers -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Sock:
-    """One line of ``ss -tanp`` or ``ss -xanp``: ``local`` is ``addr:port`` or
-    a socket path; ``recvq`` of a LISTEN socket is its accept queue."""
-
-    state: str
-    recvq: int
-    local: str
-    pids: frozenset[int]
-
-    @property
-    def port_key(self) -> str:
-        """What an accepted connection shares with its listener: the port
-        (TCP) or the path (unix)."""
-        if self.local.startswith("/") or self.local.startswith("@"):
-            return self.local
-        return ":" + self.local.rpartition(":")[2]
-
-
-def parse_ss(text: str) -> list[Sock]:
-    """Lines of ``ss -Htanp`` (State Recv-Q Send-Q Local Peer users) or
-    ``ss -Hxanp`` (Netid State Recv-Q Send-Q Local Inode Peer Inode users)."""
-    out: list[Sock] = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 5:
-            continue
-        if parts[0].startswith(("u_", "unix")):
-            parts = parts[1:]
-        state = parts[0]
-        try:
-            recvq = int(parts[1])
-        except ValueError:
-            continue
-        pids = frozenset(int(p) for p in re.findall(r"pid=(\d+)", line))
-        out.append(Sock(state, recvq, parts[3], pids))
-    return out
-
-
-def busy_from_sockets(socks: list[Sock], manager: int, workers: set[int]) -> tuple[set[int], int, int, list[str]]:
+def busy_from_sockets(socks: list[Socket], manager: int, workers: set[int]) -> tuple[set[int], int, int, list[str]]:
     """(workers holding an accepted connection, accepted connections, accept
     queue, listening addresses) for the pool of ``manager``."""
     members = workers | {manager}
@@ -142,7 +103,7 @@ def busy_from_sockets(socks: list[Sock], manager: int, workers: set[int]) -> tup
         if s.state in ("ESTAB", "CLOSE-WAIT") and s.port_key in keys and s.pids & workers and s.local != "*":
             busy |= s.pids & workers
             conns += 1
-    return busy, conns, sum(s.recvq for s in listening), sorted({s.local for s in listening})
+    return busy, conns, sum(s.recv_q for s in listening), sorted({s.local for s in listening})
 
 
 @dataclass(frozen=True)
@@ -390,13 +351,14 @@ def _proc_pools(table: ProcTable) -> list[_ProcPool]:
     return out
 
 
-def _read_socks(host: Host) -> list[Sock]:
-    socks: list[Sock] = []
-    for argv in (["ss", "-Htanp"], ["ss", "-Hxanp"]):
-        res = host.run(argv, timeout=2.0)
-        if res.returncode != 0:
-            raise OSError(f"{' '.join(argv)} exited {res.returncode}: {res.stderr.strip()[:120]}")
-        socks.extend(parse_ss(res.stdout))
+def _read_socks(host: Host) -> list[Socket]:
+    """Every TCP and unix socket with its owners (``ss``): the connections a pool's workers hold."""
+    socks: list[Socket] = []
+    for unix in (False, True):
+        read = read_sockets(host, listening=False, unix=unix)
+        if not read.source.startswith("ss") and read.problems:
+            raise OSError("; ".join(read.problems))
+        socks.extend(read.sockets)
     return socks
 
 

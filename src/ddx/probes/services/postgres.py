@@ -67,6 +67,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ddx.errors import ProbeError
+from ddx.inventory.model import Inventory
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.services.dbcommon import (
@@ -204,69 +205,26 @@ def parse_postmaster_pid(text: str) -> dict[str, Any]:
     return out
 
 
-def _datadir_from_cmdline(argv: list[str]) -> str:
-    for i, a in enumerate(argv):
-        if a == "-D" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith("-D") and len(a) > 2:
-            return a[2:]
-        if a.startswith("--pgdata="):
-            return a.split("=", 1)[1]
-    return ""
-
-
-def _proc_ppid(stat: str) -> int:
-    return int(stat.rpartition(")")[2].split()[1])
-
-
-def find_postmasters(host: Any) -> list[Postmaster]:
-    """Every postmaster on ``host``: ``postgres`` processes whose parent is not
-    one. Data directory from ``-D`` or the process's working directory (the
+def find_postmasters(host: Any, inv: Inventory) -> list[Postmaster]:
+    """The postmasters the inventory found: data directory from its command line
+    (the inventory's first data directory) or its working directory (the
     postmaster chdirs there); port and socket directory from ``postmaster.pid``,
-    else from the listening TCP sockets."""
-    try:
-        pids = [p for p in host.listdir("/proc") if p.isdigit()]
-    except (OSError, LookupError):
-        return []
-    comms: dict[str, str] = {}
+    else from its listening sockets."""
     found = []
-    for pid in pids:
-        try:
-            comms[pid] = host.read_text(f"/proc/{pid}/comm", max_bytes=64).strip()
-        except (OSError, LookupError):
+    for svc in inv.services:
+        if svc.program not in ("postgres", "postmaster") or svc.pid <= 0:
             continue
-    for pid, comm in comms.items():
-        if comm not in ("postgres", "postmaster"):
-            continue
-        try:
-            ppid = str(_proc_ppid(host.read_text(f"/proc/{pid}/stat", max_bytes=4096)))
-            if comms.get(ppid) in ("postgres", "postmaster"):
-                continue  # a backend or auxiliary process of a postmaster
-            argv = host.read_text(f"/proc/{pid}/cmdline", max_bytes=8192).split("\0")
-        except (OSError, LookupError, ValueError, IndexError):
-            continue
-        datadir = _datadir_from_cmdline(argv)
-        if not datadir:
-            try:
-                datadir = host.readlink(f"/proc/{pid}/cwd")
-            except (OSError, LookupError):
-                datadir = ""
+        datadir = svc.data_dirs[0] if svc.data_dirs else svc.cwd
         info: dict[str, Any] = {}
         if datadir:
             try:
                 info = parse_postmaster_pid(host.read_text(f"{datadir.rstrip('/')}/postmaster.pid", max_bytes=4096))
             except (OSError, LookupError):
                 info = {}
-        if info and info.get("pid") != int(pid):
+        if info and info.get("pid") != svc.pid:
             info = {}
-        found.append(Postmaster(int(pid), datadir, info.get("port"), info.get("socket_dir", ""), info.get("listen", "")))
-    if any(p.port is None for p in found):
-        from ddx.probes.services.cacheproto import find_listeners
-
-        ports: dict[int, int] = {}
-        for ln in find_listeners(host, ("postgres", "postmaster")):
-            ports.setdefault(ln.pid, ln.port)
-        found = [p if p.port is not None else Postmaster(p.pid, p.datadir, ports.get(p.pid), "", "") for p in found]
+        port = info.get("port") or next((ln.port for ln in svc.listens if ln.proto == "tcp" and ln.port), None)
+        found.append(Postmaster(svc.pid, datadir, port, info.get("socket_dir", ""), info.get("listen", "")))
     return sorted(found, key=lambda p: (p.port or 0, p.pid))
 
 
@@ -713,7 +671,7 @@ def resolve_targets(ctx: ProbeContext) -> tuple[list[PgTarget], list[str]]:
     if ctx.opt("discover"):
         ports = {t.local_port for t in targets}
         euid = os.geteuid()
-        for pm in find_postmasters(ctx.host):
+        for pm in find_postmasters(ctx.host, ctx.inv):
             if pm.port is not None and pm.port in ports:
                 continue
             t = local_target(ctx.host, pm, euid)

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ddx.errors import ProbeError
-from ddx.host import Host, parallel_map
+from ddx.host import Host, is_live, parallel_map
 from ddx.model import Evidence, Finding, State
 from ddx.probes.base import NotApplicable, ProbeContext, probe
-from ddx.probes.services.http import discover, network_allowed
+from ddx.probes.services.web import hostport, web_servers
 from ddx.units import iso
 from ddx.urls import mask_url
 
@@ -166,7 +166,7 @@ def fetch_cert(host: Host, addr: str, port: int, server_name: str | None, *, tim
     """The leaf certificate (DER) the server presents, unverified. Raises
     ``TimeoutError``, ``NotTLS``, ``OSError`` (refused...), ``LookupError``
     on a bundle."""
-    if not network_allowed(host):
+    if not is_live(host):
         raise LookupError("TLS handshakes are not recorded in bundles")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -262,16 +262,12 @@ def tls(ctx: ProbeContext) -> list[Finding]:
     eps = [_target(str(t)) for t in targets]
     problems: list[str] = []
     if ctx.opt("discover"):
-        servers, why = discover(ctx.host)
-        if why:
-            problems.append(f"could not look for web servers: {why}")
-        for s in servers:
+        for s in web_servers(ctx.host, ctx.inv):
             ssl_ports = set(s.info.tls_ports) if s.info else set()
             for ln in s.listeners:
-                h = ln.connect_host
-                hp = f"[{h}]:{ln.port}" if ":" in h else f"{h}:{ln.port}"
-                must = ln.port in ssl_ports or ln.port == 443
-                ep = _Endpoint(h, ln.port, None, f"{hp} ({s.program})", must)
+                port = ln.port or 0
+                must = port in ssl_ports or port == 443
+                ep = _Endpoint(ln.connect_host, port, None, f"{hostport(ln)} ({s.program})", must)
                 if all((e.addr, e.port) != (ep.addr, ep.port) for e in eps):
                     eps.append(ep)
     if not eps:

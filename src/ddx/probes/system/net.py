@@ -29,27 +29,27 @@ counter-based findings stay unknown (a full accept queue is still reported).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ddx.errors import ProbeError
 from ddx.host import Host
+from ddx.inventory.sockets import read_sockets
 from ddx.model import Evidence, Finding
 from ddx.probes.base import ProbeContext, probe
+from ddx.probes.parsers.sockets import Socket
 
 __all__ = [
     "IfCounters",
     "Listener",
     "NetSample",
     "judge",
+    "listeners_of",
     "listening_sockets",
     "net",
     "parse_counters",
     "parse_net_dev",
-    "parse_proc_tcp_listen",
-    "parse_ss_listen",
     "take_sample",
 ]
 
@@ -158,60 +158,10 @@ class Listener:
         return f"{self.local} accept queue {self.queue}/{limit}"
 
 
-def _split_port(addr: str) -> tuple[str, int] | None:
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
-        return None
-    return host, int(port)
-
-
-def parse_ss_listen(text: str) -> list[Listener]:
-    """``ss -ltn`` output (with or without the header and the State column)."""
-    out: list[Listener] = []
-    for line in text.splitlines():
-        parts = line.split()
-        if not parts or parts[0] == "State" or parts[0] == "Recv-Q":
-            continue
-        if not parts[0].isdigit():
-            parts = parts[1:]  # the State column
-        if len(parts) < 3 or not (parts[0].isdigit() and parts[1].isdigit()):
-            continue
-        hp = _split_port(parts[2])
-        if hp is None:
-            continue
-        out.append(Listener(parts[2], hp[1], int(parts[0]), int(parts[1])))
-    return out
-
-
-def _hex_ip(hexaddr: str) -> str:
-    """An address of /proc/net/tcp{,6}: 32-bit words in host (little-endian) order."""
-    raw = bytes.fromhex(hexaddr)
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-    if len(words) == 4:
-        return ".".join(str(b) for b in words)
-    groups = [f"{(words[i] << 8) | words[i + 1]:x}" for i in range(0, 16, 2)]
-    text = ":".join(groups)
-    text = re.sub(r"(^|:)0(:0)+(:|$)", "::", text, count=1)
-    return f"[{text}]"
-
-
-def parse_proc_tcp_listen(text: str) -> list[Listener]:
-    """LISTEN sockets (state 0A) of ``/proc/net/tcp`` or ``tcp6``; for a
-    listener rx_queue is the accept queue; the backlog is not shown."""
-    out: list[Listener] = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 5 or parts[3] != "0A" or ":" not in parts[1]:
-            continue
-        addr, _, port = parts[1].partition(":")
-        try:
-            ip = _hex_ip(addr)
-            p = int(port, 16)
-            queue = int(parts[4].partition(":")[2], 16)
-        except ValueError:
-            continue
-        out.append(Listener(f"{ip}:{p}", p, queue, None))
-    return out
+def listeners_of(socks: Iterable[Socket]) -> list[Listener]:
+    """The listening TCP sockets of a socket table, with their accept queue and backlog."""
+    return [Listener(s.local, s.port, s.recv_q, s.send_q) for s in socks
+            if s.listening and not s.unix and s.port is not None]
 
 
 # --- sampling -------------------------------------------------------------
@@ -230,22 +180,9 @@ class NetSample:
 
 def listening_sockets(host: Host) -> tuple[tuple[Listener, ...], str]:
     """This host's listening TCP sockets with their accept queues, and what was read:
-    ``ss -ltn`` (which shows the backlog too), else ``/proc/net/tcp{,6}``."""
-    try:
-        r = host.run(["ss", "-ltn"], timeout=SS_TIMEOUT)
-        if r.returncode == 0:
-            return tuple(parse_ss_listen(r.stdout)), "ss -ltn"
-    except FileNotFoundError:
-        pass
-    found: list[Listener] = []
-    read = []
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            found += parse_proc_tcp_listen(host.read_text(path))
-            read.append(path)
-        except FileNotFoundError:
-            continue
-    return tuple(found), "+".join(read)
+    ``ss`` (which shows the backlog too), else ``/proc/net/tcp{,6}``."""
+    read = read_sockets(host, owners=False)
+    return tuple(listeners_of(read.sockets)), read.source
 
 
 def take_sample(host: Host) -> NetSample:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ddx.probes.parsers.proctable import CpuTimes, Proc, ProcTable, StatInfo
+from ddx.probes.parsers.sockets import parse_proc_net_tcp, parse_proc_net_unix
 from ddx.units import duration
 
 __all__ = [
@@ -355,21 +356,8 @@ def cpu_users(table: ProcTable, later: Mapping[int, StatInfo], cpu_before: CpuTi
 
 
 def parse_listen_inodes(tcp: str = "", unix: str = "") -> set[int]:
-    """Socket inodes that accept connections: LISTEN (state 0A) rows of
-    ``/proc/net/tcp`` or ``tcp6``, and rows of ``/proc/net/unix`` whose flags carry
-    ``__SO_ACCEPTCON`` (0x10000, a listening socket: a gunicorn or php-fpm behind nginx)."""
-    out: set[int] = set()
-    for line in tcp.splitlines():
-        parts = line.split()
-        if len(parts) >= 10 and parts[3] == "0A" and parts[9].isdigit():
-            out.add(int(parts[9]))
-    for line in unix.splitlines():
-        parts = line.split()
-        if len(parts) < 7 or not parts[0].endswith(":"):
-            continue
-        try:
-            if int(parts[3], 16) & 0x10000 and parts[6].isdigit():
-                out.add(int(parts[6]))
-        except ValueError:
-            continue
-    return out
+    """Socket inodes that accept connections: LISTEN rows of ``/proc/net/tcp`` or
+    ``tcp6``, and rows of ``/proc/net/unix`` whose flags carry ``__SO_ACCEPTCON``
+    (a listening socket: a gunicorn or php-fpm behind nginx)."""
+    socks = parse_proc_net_tcp(tcp) + parse_proc_net_unix(unix)
+    return {s.inode for s in socks if s.listening and s.inode}
