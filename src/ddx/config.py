@@ -20,6 +20,7 @@ the key, with a close match when the key looks mistyped.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
@@ -28,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ddx.errors import ConfigError
+from ddx.errors import ConfigError, UsageError
 from ddx.probes.base import ProbeSpec
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "probe_options",
     "probe_timeout",
     "render_config_doc",
+    "with_targets",
 ]
 
 DEFAULT_TIMEOUT = 2.0  # per probe: enough for /proc reads and a few commands on a loaded host
@@ -296,6 +298,43 @@ def inventory_options(config: Config, **extra: Any) -> Any:
             kwargs[key] = float(inv[key])
     return InventoryOptions(logs=tuple(inv.get("logs", ())), services=tuple(inv.get("services", ())),
                             **kwargs, **extra)
+
+
+# URL scheme -> the probes that take it in their `targets` option
+TARGET_PROBES: dict[str, tuple[str, ...]] = {
+    "http": ("http",),
+    "https": ("http", "tls"),
+    "memcached": ("memcached",),
+    "redis": ("redis",),
+    "rediss": ("redis",),
+    "postgresql": ("postgres",),
+    "postgres": ("postgres",),
+    "mysql": ("mysql",),
+    "mariadb": ("mysql",),
+}
+
+
+def with_targets(config: Any, targets: list[str]) -> Any:
+    """``config`` with each ``--target`` URL appended to the ``targets`` option
+    of the probes that handle its scheme. Unknown schemes are a usage error."""
+    if not targets:
+        return config
+    from ddx.probes import load_probes
+    from ddx.probes.base import registry
+    from ddx.urls import mask_url
+
+    load_probes()
+    probes = {name: dict(opts) for name, opts in config.probes.items()}
+    for url in targets:
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        names = [n for n in TARGET_PROBES.get(scheme, ()) if n in registry and "targets" in registry[n].options]
+        if not names:
+            known = ", ".join(f"{k}://" for k in TARGET_PROBES)
+            raise UsageError(f"--target {mask_url(url)}: no probe handles this kind of URL (use {known})")
+        for name in names:
+            opts = probes.setdefault(name, {})
+            opts["targets"] = [*opts.get("targets", registry[name].options["targets"]), url]
+    return dataclasses.replace(config, probes=probes)
 
 
 def probe_options(config: Config, spec: ProbeSpec) -> dict[str, Any]:

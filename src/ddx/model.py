@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
-__all__ = ["Coverage", "Evidence", "Finding", "State", "absent_strength", "merge_findings"]
+__all__ = ["MAX_TIMES", "Coverage", "Evidence", "Finding", "State", "absent_strength", "event_times", "merge_findings"]
 
 
 class State(str, enum.Enum):
@@ -37,9 +37,11 @@ class Evidence:
     ``value`` and ``threshold`` are numbers or short strings (``"97.2%"``);
     ``source`` is the file or command that was read; ``samples`` holds a few
     raw lines (log lines, table rows); ``first_seen``/``last_seen`` are ISO-8601
-    times when the evidence has them. ``since`` is the start of what a counter
-    counts (a service's start: "8 sets refused since memcached started") when
-    the evidence is a total rather than lines with their own times.
+    times when the evidence has them; ``times`` the ISO-8601 times of the events
+    it counts (log lines, kernel messages, changes), oldest first, at most
+    ``MAX_TIMES``. ``since`` is the start of what a counter counts (a service's
+    start: "8 sets refused since memcached started") when the evidence is a
+    total rather than lines with their own times.
     """
 
     source: str
@@ -52,6 +54,7 @@ class Evidence:
     last_seen: str | None = None
     count: int | None = None
     since: str | None = None
+    times: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"source": self.source, "summary": self.summary}
@@ -61,7 +64,33 @@ class Evidence:
                 out[key] = val
         if self.samples:
             out["samples"] = list(self.samples)
+        if self.times:
+            out["times"] = list(self.times)
         return out
+
+
+MAX_TIMES = 50  # event times kept per evidence item
+BURST_GAP = 60.0  # seconds: events closer than this are one burst, kept as its first and last time
+
+
+def event_times(times: list[float] | tuple[float, ...]) -> tuple[str, ...]:
+    """ISO-8601 times of events for ``Evidence.times``: all of them when few, else
+    the first and last time of each burst (events less than ``BURST_GAP`` apart),
+    so that every quiet stretch longer than that is kept; the most recent bursts
+    when there are too many."""
+    from ddx.units import iso
+
+    ts = sorted(times)
+    if len(ts) > MAX_TIMES:
+        bursts: list[list[float]] = []
+        for t in ts:
+            if bursts and t - bursts[-1][-1] <= BURST_GAP:
+                bursts[-1][-1:] = [bursts[-1][-1], t] if len(bursts[-1]) == 1 else [t]
+            else:
+                bursts.append([t])
+        kept = [t for b in bursts for t in b]
+        ts = kept[-MAX_TIMES:]
+    return tuple(iso(t) for t in ts)
 
 
 @dataclass(frozen=True)

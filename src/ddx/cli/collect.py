@@ -77,53 +77,13 @@ def add_collection_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# URL scheme -> the probes that take it in their `targets` option
-TARGET_PROBES: dict[str, tuple[str, ...]] = {
-    "http": ("http",),
-    "https": ("http", "tls"),
-    "memcached": ("memcached",),
-    "redis": ("redis",),
-    "rediss": ("redis",),
-    "postgresql": ("postgres",),
-    "postgres": ("postgres",),
-    "mysql": ("mysql",),
-    "mariadb": ("mysql",),
-}
-
-
-def with_targets(config: Any, targets: list[str]) -> Any:
-    """``config`` with each ``--target`` URL appended to the ``targets`` option
-    of the probes that handle its scheme. Unknown schemes are a usage error."""
-    if not targets:
-        return config
-    import dataclasses
-
-    from ddx.errors import UsageError
-    from ddx.probes import load_probes
-    from ddx.probes.base import registry
-    from ddx.urls import mask_url
-
-    load_probes()
-    probes = {name: dict(opts) for name, opts in config.probes.items()}
-    for url in targets:
-        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-        names = [n for n in TARGET_PROBES.get(scheme, ()) if n in registry and "targets" in registry[n].options]
-        if not names:
-            known = ", ".join(f"{k}://" for k in TARGET_PROBES)
-            raise UsageError(f"--target {mask_url(url)}: no probe handles this kind of URL (use {known})")
-        for name in names:
-            opts = probes.setdefault(name, {})
-            opts["targets"] = [*opts.get("targets", registry[name].options["targets"]), url]
-    return dataclasses.replace(config, probes=probes)
-
-
 def _only(args: argparse.Namespace) -> list[str] | None:
     names = [n.strip() for item in getattr(args, "only", None) or [] for n in item.split(",") if n.strip()]
     return names or None
 
 
 def _run(args: argparse.Namespace, host: Any) -> Any:
-    from ddx.config import load_config
+    from ddx.config import load_config, with_targets
     from ddx.probes.runner import run_probes
 
     config = with_targets(load_config(getattr(args, "config", None)), getattr(args, "target", None) or [])

@@ -51,34 +51,28 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ddx.cases import load_case, observations
-    from ddx.engine.diagnosis import diagnose
+    from ddx import api
+    from ddx.cases import observations
     from ddx.errors import UsageError
-    from ddx.kb.loader import load_kb
-    from ddx.model import merge_findings
 
-    kb = load_kb(args.kb)
-    vocab = kb.findings.keys()
     if args.case and args.bundle:
         raise UsageError("give either --case or --from, not both")
-    person = observations(args.saw, args.ruled_out, vocab)
-    meta: dict[str, Any] = {}
-    evidence: list[Any] = []
+    kb = api.load_knowledge(args.kb)
+    person = observations(args.saw, args.ruled_out, kb.findings.keys())
     if args.case:
-        case = load_case(args.case, vocab)
-        for w in case.warnings:
+        report, warnings = api.diagnose_case(args.case, observations=person, kb_dirs=args.kb, checks=args.checks)
+        for w in warnings:
             print(f"ddx: warning: {w}", file=sys.stderr)
-        meta.update(case.meta, mode="case", case_file=args.case)
-        evidence = case.findings
     elif args.no_probes:
         if not person:
             raise UsageError("--no-probes needs at least one --saw or --ruled-out")
-        meta["mode"] = "observations"
+        report = api.diagnose_findings(person, kb_dirs=args.kb, checks=args.checks)
     else:
-        evidence, more = _collect(args, vocab)
-        meta.update(more)
-    findings = merge_findings(evidence, person)
-    d = diagnose(kb, findings, meta=meta, checks=args.checks)
+        only = [n.strip() for item in args.only or [] for n in item.split(",") if n.strip()] or None
+        report = api.diagnose_host(
+            bundle=args.bundle, config=args.config, only=only, window=args.window, timeout=args.probe_timeout,
+            budget=args.budget, targets=args.target, observations=person, kb_dirs=args.kb, checks=args.checks)
+    d = report.diagnosis
     if args.json:
         from ddx.render.jsonout import render_json
 
@@ -94,31 +88,3 @@ def run(args: argparse.Namespace) -> int:
         text = render_terminal(d, colour=colour, top=args.top)
     sys.stdout.write(text)
     return 0
-
-
-def _collect(args: argparse.Namespace, vocab: Any) -> tuple[list[Any], dict[str, Any]]:
-    """Probe the live host (or replay a bundle); keep only findings of the vocabulary."""
-
-    from ddx.cli.collect import collection_from_args
-
-    col = collection_from_args(args, args.bundle)
-    findings = [f for f in col.findings if f.id in vocab]
-    probes = [r.to_dict() for r in col.results]
-    seconds = round(col.seconds, 3)
-    if args.bundle:
-        # A replay reports the times the probes took on the recorded host, so
-        # that replaying the same bundle gives the same bytes.
-        from ddx.host import BundleHost
-
-        recorded = BundleHost(args.bundle).manifest.get("collection") or {}
-        took = {r.get("name"): r.get("seconds") for r in recorded.get("results", []) if isinstance(r, dict)}
-        for p in probes:
-            p["seconds"] = took.get(p["name"], 0.0)
-        seconds = recorded.get("seconds", 0.0)
-    meta = {
-        "mode": "bundle" if args.bundle else "host",
-        "host": col.host,
-        "probes": probes,
-        "collection_seconds": seconds,
-    }
-    return findings, meta

@@ -31,6 +31,7 @@ EXAMPLES = """\
   ddx drill run disk-full healthy --json     several, as JSON
   ddx drill run all --allow-host-effects     every scenario
   ddx drill run process-leak --keep          leave the broken stack for inspection
+  ddx drill run disk-full --wild             the same fault on a stack that looks like a real host
   ddx drill clean                            remove sandboxes left by --keep or a crash
   ddx drill clean process-leak-ab12cd34      remove one of them
 """
@@ -49,6 +50,14 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the load generator's randomness")
     p.add_argument("--allow-host-effects", action="store_true",
                    help="also run scenarios that leave traces outside the sandbox (the kernel log)")
+    p.add_argument("--wild", action="store_true",
+                   help="the wild variant: no ddx.toml, the app's log opened per write, ordinary noise (old package "
+                        "installs; with --allow-host-effects an unrelated crash and a kernel error line), and ddx "
+                        "run once, minutes after the fault (see docs/drill.md)")
+    p.add_argument("--noise-lead", type=float, default=90.0, metavar="S",
+                   help="with --wild: seconds between the noise and the fault (default 90)")
+    p.add_argument("--fault-lead", type=float, default=90.0, metavar="S",
+                   help="with --wild: seconds between the fault and ddx's diagnosis (default 90)")
     p.add_argument("--all", action="store_true", dest="clean_all",
                    help="with clean: also sandboxes whose drill is still running")
 
@@ -69,6 +78,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(scenarios)}")
     if args.budget <= 0:
         raise UsageError("--budget must be positive")
+    wild = None
+    if args.wild:
+        from ddx.drill.wild import WildOptions
+
+        if not (0 <= args.noise_lead <= 3600 and 0 <= args.fault_lead <= 3600):
+            raise UsageError("--noise-lead and --fault-lead must be between 0 and 3600 seconds")
+        wild = WildOptions(noise_lead=args.noise_lead, fault_lead=args.fault_lead)
     from ddx.drill.runner import run_scenario
     from ddx.drill.stack import missing_requirements
 
@@ -80,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for n in names:
             results.append(run_scenario(scenarios[n], seed=args.seed, budget=args.budget, keep=args.keep,
-                                        progress=say, allow_host_effects=args.allow_host_effects))
+                                        progress=say, allow_host_effects=args.allow_host_effects, wild=wild))
             if not args.json:
                 print(_render_one(results[-1]), flush=True)
     except KeyboardInterrupt:
@@ -133,7 +149,9 @@ def _render_one(r: Any) -> str:
     for i, (cid, p) in enumerate(r.top3, 1):
         mark = " <- expected" if cid == r.expected else ""
         lines.append(f"  {i}. {cid:<28} {p:6.1%}{mark}")
-    if r.time_to_correct_s is not None:
+    if r.wild and r.runs:
+        lines.append(f"  wild: ddx ran {r.runs[0].at_s:.0f}s after the injection, with no configuration")
+    elif r.time_to_correct_s is not None:
         lines.append(f"  correct top-1 {r.time_to_correct_s:.1f}s after injection ({len(r.runs)} diagnosis run(s))")
     elif r.expected:
         lines.append(f"  no correct top-1 within the budget ({len(r.runs)} diagnosis run(s))")

@@ -10,7 +10,8 @@ view does what a typical app does, so each fault has a real path to break:
 - the rendered page written to the cache folder (its own small tmpfs);
 - a row inserted in ``visits`` (an int4 id fed by a sequence).
 
-Errors are logged with Python logging to ``log_file`` and answered with 500,
+Errors are logged with Python logging to ``log_file`` (held open, or with
+``log_per_write`` opened and closed for each record) and answered with 500,
 as a real app would. Settings come from the JSON file named by DRILL_APP_CONFIG,
 re-read when a worker starts (a gunicorn HUP reloads them).
 """
@@ -24,8 +25,27 @@ import time
 import zlib
 
 CONFIG = json.load(open(os.environ["DRILL_APP_CONFIG"]))
-logging.basicConfig(filename=CONFIG["log_file"], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s app[%(process)d]: %(message)s")
+_FORMAT = "%(asctime)s %(levelname)s app[%(process)d]: %(message)s"
+
+
+class _PerWrite(logging.Handler):
+    """Opens the log, appends one record and closes it, as many PHP and shell-written logs do:
+    no process holds the file open between writes."""
+
+    def emit(self, record):
+        try:
+            with open(CONFIG["log_file"], "a") as f:
+                f.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging must never break a request
+            self.handleError(record)
+
+
+if CONFIG.get("log_per_write"):
+    _handler = _PerWrite()
+    _handler.setFormatter(logging.Formatter(_FORMAT))
+    logging.basicConfig(level=logging.INFO, handlers=[_handler])
+else:
+    logging.basicConfig(filename=CONFIG["log_file"], level=logging.INFO, format=_FORMAT)
 log = logging.getLogger("drillapp")
 
 try:

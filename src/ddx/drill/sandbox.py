@@ -193,8 +193,11 @@ class Sandbox:
     def spawn(self, argv: Sequence[str], *, log: Path | None = None, cwd: Path | None = None,
               env: dict[str, str] | None = None, user: str | None = None,
               stdin: int | None = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
-        """Start ``argv`` in its own process group, inside the sandbox's cgroups."""
+        """Start ``argv`` in its own process group, inside the sandbox's cgroups, in the
+        sandbox's folder unless ``cwd`` says otherwise (a service never runs in the
+        drill's own working directory)."""
         argv = list(argv)
+        cwd = cwd or self.dir
         if user:
             argv = ["runuser", "-u", user, "--", *argv]
         cgroups = [c for c in (self.cgroup, self.memory_cgroup) if c is not None]

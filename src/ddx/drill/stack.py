@@ -91,6 +91,7 @@ class StackOptions:
     cache_size: str = "16m"
     session_inodes: int = 4096
     supervisor: str = ""  # "runit": the app server runs under runsv, which restarts it when it exits
+    ddx_config: bool = True  # write the ddx.toml a user of this stack would give ddx (the wild variant gives none)
     extra_nginx_http: str = ""
     app_settings: dict[str, Any] = field(default_factory=dict)
 
@@ -180,7 +181,8 @@ class Stack:
         self._start_app(deadline)
         self._start_nginx(deadline)
         self.settle_config()
-        self.write_ddx_config()
+        if self.opt.ddx_config:
+            self.write_ddx_config()
         self._start_load()
         self.wait_healthy(deadline)
         return self
@@ -189,9 +191,11 @@ class Stack:
         """Date the stack's configuration back by ``age`` seconds. The stack stands in for
         one that has served for a while: its settings were not written seconds before the
         fault, and a scenario's own edits (a deploy, a drifted setting) stand out as they
-        would on a real host. Only the sandbox's own nginx and app folders; logs, caches
-        and session folders (other mounts) are left alone."""
+        would on a real host. Only the sandbox's own nginx and app folders and PostgreSQL's
+        settings files; logs, caches and session folders (other mounts) are left alone."""
         t = self.started_at - age
+        for conf in (self.dir / "pg" / "data").glob("*.conf"):  # PostgreSQL's settings, written by initdb
+            os.utime(conf, (t, t), follow_symlinks=False)
         for top in (self.dir / "nginx", self.dir / "app"):
             dev = top.stat().st_dev
             for root, dirs, files in os.walk(top):

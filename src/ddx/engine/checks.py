@@ -12,11 +12,23 @@ A check that separates the two leading hypotheses has a large gain; one that
 only confirms the leader a little more has a small one, because it hardly
 moves the distribution.
 
-When one cause already dominates (probability >= ``CONFIRM_AT``) there is
-little left to separate, and what an engineer needs is the command that
-confirms and localises it before acting: the best of the leader's own checks
-comes first, marked ``purpose="confirm"``, followed by the most informative
-checks.
+The first check. An engineer runs the first command and stops reading, so
+the first one must tell apart the causes that lead, not merely be informative
+about the differential as a whole (a certificate check that would settle a
+cause at 2% can carry more bits than the one that separates the two causes at
+60% and 25%). When no cause dominates, the first check is the one with the
+most information about "the leader or the runner-up" (the mutual information
+between its outcome and that binary question, under the two causes'
+renormalised probabilities) per minute of cost, among the checks with at least
+``SEPARATES_MIN`` of it, marked ``purpose="separate"``; the rest follow by
+their gain per minute. When one cause already dominates (probability >=
+``CONFIRM_AT``) there is little left to separate, and what an engineer needs
+is the command that confirms and localises it before acting: the best of the
+leader's own checks comes first, marked ``purpose="confirm"``.
+
+Commands are filled with this host's facts (``ddx.engine.facts``): the real
+log path, host, port and certificate; a value ddx did not find stays a named
+placeholder (``<app_log>``), listed in ``unfilled``.
 
 A check *tests* a condition when one of its reasonably likely outcomes would
 move that condition's probability by at least ``TESTS_MIN_SHIFT``, or when a
@@ -28,13 +40,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ddx.engine.facts import Facts, fill
 from ddx.engine.inference import DB, Posterior, entropy, likelihood_row
 from ddx.kb.model import Check, KnowledgeBase
 from ddx.model import State
 
-__all__ = ["CHECK_OVERHEAD_S", "CONFIRM_AT", "CheckAdvice", "rank_checks"]
+__all__ = ["CHECK_OVERHEAD_S", "CONFIRM_AT", "SEPARATES_MIN", "CheckAdvice", "rank_checks", "separation"]
 
 CHECK_OVERHEAD_S = 30.0  # reading the advice, opening a shell, reading the answer
 CONFIRM_AT = 0.9  # above this the leader's own confirming check comes first
@@ -43,6 +56,7 @@ TESTS_MIN_SHIFT = 0.05  # an outcome moves the condition by 5 percentage points 
 TESTS_MIN_OUTCOME = 0.01  # ... and that outcome has at least a 1% chance
 TESTS_MIN_DB = 3.0  # or a revealed finding weighs >= 3 dB for a condition ...
 TESTS_MIN_PROB = 0.01  # ... that still has at least 1%
+SEPARATES_MIN = 0.02  # bits about "the leader or the runner-up" a first check must carry at least
 
 
 @dataclass(frozen=True)
@@ -52,7 +66,15 @@ class CheckAdvice:
     score: float  # gain per minute of cost (with the overhead)
     tests: tuple[str, ...]  # conditions the check helps confirm or rule out, most probable first
     unknown: tuple[str, ...]  # the findings it would reveal that are still unknown
-    purpose: str = "discriminate"  # or "confirm"
+    purpose: str = "discriminate"  # or "confirm", or "separate" (the first: it tells the two leaders apart)
+    commands: tuple[str, ...] = ()  # the check's commands with this host's facts filled in
+    unfilled: tuple[str, ...] = ()  # facts ddx did not find, left as <name> in the commands
+    separation: float = 0.0  # expected information about "the leader or the runner-up", in bits
+
+    @property
+    def run(self) -> tuple[str, ...]:
+        """What to paste: the filled commands (the check's own when none were filled)."""
+        return self.commands or self.check.run
 
 
 def _outcomes(rows: list[list[float]], prior: list[float]) -> list[tuple[float, list[float]]]:
@@ -67,6 +89,26 @@ def _outcomes(rows: list[list[float]], prior: list[float]) -> list[tuple[float, 
         if p_out > 0.0:
             out.append((p_out, [x / p_out for x in joint]))
     return out
+
+
+def _h2(p: float) -> float:
+    return entropy((p, 1.0 - p))
+
+
+def separation(outcomes: list[tuple[float, list[float]]], prior: list[float], i: int, j: int) -> float:
+    """Mutual information (bits) between a check's outcome and "cause i or cause j",
+    given that it is one of the two: how well the check tells them apart."""
+    pair = prior[i] + prior[j]
+    if pair <= 0.0:
+        return 0.0
+    before = _h2(prior[i] / pair)
+    after = 0.0
+    for p_out, post in outcomes:
+        mass = post[i] + post[j]
+        if mass <= 0.0:
+            continue
+        after += (p_out * mass / pair) * _h2(post[i] / mass)
+    return max(0.0, before - after)
 
 
 def _advice(
@@ -96,13 +138,17 @@ def _advice(
                 moved.add(cid)
     score = gain / ((check.cost + CHECK_OVERHEAD_S) / 60.0)
     tests = tuple(c for c in ranked if c in moved)
-    return CheckAdvice(check, gain, score, tests, unknown, purpose)
+    sep = 0.0
+    if len(ranked) >= 2 and outcomes:
+        sep = separation(outcomes, prior, order.index(ranked[0]), order.index(ranked[1]))
+    return CheckAdvice(check, gain, score, tests, unknown, purpose, separation=sep)
 
 
 def rank_checks(
-    kb: KnowledgeBase, observed: Mapping[str, State], post: Posterior, *, limit: int = 3
+    kb: KnowledgeBase, observed: Mapping[str, State], post: Posterior, *, limit: int = 3, facts: Facts | None = None,
 ) -> list[CheckAdvice]:
-    """The best checks to do next, best first (deterministic order)."""
+    """The best checks to do next, best first (deterministic order; the first rule
+    in the module docstring), their commands filled with ``facts``."""
     order = sorted(kb.conditions)
     prior = post.as_vector(order)
     ranked = [c for c, _ in post.ranked()]
@@ -123,4 +169,21 @@ def rank_checks(
         # the leader's most informative check; its first listed one when none tells anything more
         best = max(enumerate(confirm), key=lambda ia: (round(ia[1].score, 12), -ia[0]))[1]
         out = [best] + [a for a in out if a.check.id != best.check.id]
-    return out[:limit] if limit else out
+    else:
+        separating = [a for a in out if a.separation >= SEPARATES_MIN]
+        if separating:
+            best = max(separating, key=lambda a: (round(a.separation / (a.check.cost + CHECK_OVERHEAD_S), 12),
+                                                   round(a.score, 12), a.check.id))
+            out = [replace(best, purpose="separate")] + [a for a in out if a.check.id != best.check.id]
+    out = out[:limit] if limit else out
+    return [_filled(a, facts) for a in out]
+
+
+def _filled(a: CheckAdvice, facts: Facts | None) -> CheckAdvice:
+    commands: list[str] = []
+    unfilled: list[str] = []
+    for cmd in a.check.run:
+        text, missing = fill(cmd, facts)
+        commands.append(text)
+        unfilled += [m for m in missing if m not in unfilled]
+    return replace(a, commands=tuple(commands), unfilled=tuple(unfilled))

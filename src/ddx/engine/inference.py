@@ -18,6 +18,10 @@ against the unlisted hypothesis, in decibans (10·log10): ``P(f|C)/leak(f)``
 when present, ``(1-P(f|C))/(1-leak(f))`` when absent. Positive weights argue
 for C, negative against; unknown findings weigh nothing.
 
+Implied findings. A finding may imply others (``FindingDef.implies``: several
+programs crashing implies a program crashing); when it is present, the
+findings it implies are not counted again, present, for they add nothing.
+
 Soft findings. A finding may carry a strength ``s`` in [0.5, 1] (see
 ``ddx.model``): how firmly its state holds for this incident. It enters as
 Jeffrey's virtual evidence, ``P(obs | H) = s P(state | H) + (1 - s) P(other
@@ -43,7 +47,7 @@ from dataclasses import dataclass
 from ddx.kb.model import KnowledgeBase
 from ddx.model import State
 
-__all__ = ["UNLISTED", "Posterior", "Weight", "likelihood_row", "posterior", "weights"]
+__all__ = ["UNLISTED", "Posterior", "Weight", "implied_by_present", "likelihood_row", "posterior", "weights"]
 
 UNLISTED = "(unlisted)"
 DB = 10.0 / math.log(10.0)  # natural log to decibans
@@ -85,6 +89,15 @@ def _log_state(p: float, state: State, strength: float = 1.0) -> float:
     return math.log(strength * same + (1.0 - strength) * (1.0 - same))
 
 
+def implied_by_present(kb: KnowledgeBase, observed: Mapping[str, State]) -> set[str]:
+    """Present findings implied by another present finding: they add nothing."""
+    out: set[str] = set()
+    for fid, state in observed.items():
+        if state is State.PRESENT and fid in kb.findings:
+            out.update(g for g in kb.findings[fid].implies if observed.get(g) is State.PRESENT)
+    return out
+
+
 def posterior(
     kb: KnowledgeBase, observed: Mapping[str, State], strengths: Mapping[str, float] | None = None
 ) -> Posterior:
@@ -98,9 +111,10 @@ def posterior(
     total_prior = sum(kb.conditions[c].prior for c in order)
     scale = (1.0 - kb.unlisted_prior) / total_prior if total_prior else 0.0
     logs = [math.log(kb.conditions[c].prior * scale) for c in order] + [math.log(kb.unlisted_prior)]
+    implied = implied_by_present(kb, observed)
     for fid in sorted(observed):
         state = observed[fid]
-        if state is State.UNKNOWN or fid not in kb.findings:
+        if state is State.UNKNOWN or fid not in kb.findings or fid in implied:
             continue
         row = likelihood_row(kb, fid, order)
         strength = (strengths or {}).get(fid, 1.0)
@@ -120,9 +134,10 @@ def weights(
     the unlisted hypothesis), strongest first; zero weights are left out."""
     out: list[Weight] = []
     likes = kb.conditions[condition].likelihoods
+    implied = implied_by_present(kb, observed)
     for fid in sorted(observed):
         state = observed[fid]
-        if state is State.UNKNOWN or fid not in likes:
+        if state is State.UNKNOWN or fid not in likes or fid in implied:
             continue
         p, leak = likes[fid], kb.findings[fid].fp_rate
         strength = (strengths or {}).get(fid, 1.0)

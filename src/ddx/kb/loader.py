@@ -31,7 +31,7 @@ CONDITION_KEYS = {"id", "name", "summary", "prior", "evidence", "checks", "remed
 CONDITION_REQUIRED = ("id", "name", "summary", "prior", "evidence", "checks")
 CHECK_KEYS = {"id", "title", "run", "outcomes", "cost", "auto", "reveals", "probe"}
 CHECK_REQUIRED = ("id", "title", "run", "outcomes", "cost", "auto", "reveals")
-FINDING_KEYS = {"description", "fp_rate", "kind", "seen_by"}
+FINDING_KEYS = {"description", "fp_rate", "kind", "seen_by", "implies"}
 FINDING_KINDS = ("symptom", "context")
 
 Path_ = tuple[Any, ...]
@@ -170,8 +170,12 @@ def _parse_findings(path: Path, problems: list[str], *, strict: bool) -> dict[st
             probs.add(p + ("fp_rate",), f"{fp!r} is not a probability strictly between 0 and 1")
         if kind not in FINDING_KINDS:
             probs.add(p + ("kind",), f"{kind!r} is not one of {', '.join(FINDING_KINDS)}")
-        if isinstance(desc, str) and _is_prob(fp) and kind in FINDING_KINDS:
-            out[fid] = FindingDef(fid, desc.strip(), float(fp), kind, str(spec.get("seen_by", "")).strip())
+        implies = _str_list(spec.get("implies", []))
+        if implies is None:
+            probs.add(p + ("implies",), "must be a list of finding ids")
+        if isinstance(desc, str) and _is_prob(fp) and kind in FINDING_KINDS and implies is not None:
+            out[fid] = FindingDef(fid, desc.strip(), float(fp), kind, str(spec.get("seen_by", "")).strip(),
+                                  implies)
     problems.extend(probs.render())
     return out
 
@@ -359,6 +363,10 @@ def load_kb(extra: Sequence[str | os.PathLike[str]] = (), *, strict: bool = Fals
                 else:
                     findings[fid] = fdef
         folders.append((folder, True))
+    for fid, fdef in findings.items():
+        for other in fdef.implies:
+            if other not in findings or other == fid:
+                problems.append(f"finding {fid}: implies {other!r}, which is not another finding of the vocabulary")
     conditions: dict[str, Condition] = {}
     checks: dict[str, Check] = {}
     pending_refs: list[tuple[str, Path_, _Problems]] = []

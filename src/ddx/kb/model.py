@@ -16,6 +16,9 @@ class FindingDef:
     root cause is none of the conditions that list it. ``kind`` is ``symptom``
     (something is wrong) or ``context`` (a change, the scope, the load), so that
     ddx can tell "nothing looks wrong" from "something is wrong, cause unknown".
+    ``implies``: findings that are always present when this one is (several
+    programs crashing implies a program crashing); when this one is present they
+    add nothing, and the engine does not count them again.
     """
 
     id: str
@@ -23,6 +26,7 @@ class FindingDef:
     fp_rate: float
     kind: str = "symptom"
     seen_by: str = ""
+    implies: tuple[str, ...] = ()
 
     @property
     def area(self) -> str:

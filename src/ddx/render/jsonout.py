@@ -36,11 +36,11 @@ def _hypothesis(h: Hypothesis) -> dict[str, Any]:
 
 def _check(a: CheckAdvice) -> dict[str, Any]:
     c = a.check
-    return {
+    out: dict[str, Any] = {
         "id": c.id,
         "title": c.title,
-        "command": "\n".join(c.run),
-        "commands": list(c.run),
+        "command": "\n".join(a.run),
+        "commands": list(a.run),
         "tests": list(a.tests),
         "gain": round(a.gain, 4),
         "score": round(a.score, 4),
@@ -50,7 +50,12 @@ def _check(a: CheckAdvice) -> dict[str, Any]:
         "condition": c.condition,
         "outcomes": [{"seen": o.seen, "means": o.means} for o in c.outcomes],
         "purpose": a.purpose,
+        "separation": round(a.separation, 4),
     }
+    if a.unfilled:
+        out["unfilled"] = list(a.unfilled)
+        out["templates"] = list(c.run)
+    return out
 
 
 def status(d: Diagnosis) -> str:
@@ -75,6 +80,11 @@ def to_dict(d: Diagnosis) -> dict[str, Any]:
     out["next_checks"] = [_check(a) for a in d.next_checks]
     out["findings"] = [f.to_dict() for f in d.findings]
     out["symptoms"] = list(d.symptoms)
+    gaps = d.not_looked_at()
+    if gaps:
+        out["not_looked_at"] = [{"what": what, "findings": list(fids)} for what, fids in gaps]
+    if "onset" in meta:
+        out["onset"] = meta["onset"]
     if "probes" in meta:
         out["probes"] = meta["probes"]
     if "collection_seconds" in meta:

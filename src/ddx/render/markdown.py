@@ -20,6 +20,9 @@ def render_markdown(d: Diagnosis, *, top: int = 5) -> str:
     lines = [f"### ddx diagnosis: {title}", ""]
     if meta.get("story"):
         lines += [f"> {meta['story']}", ""]
+    onset = meta.get("onset") or {}
+    if onset.get("time"):
+        lines += [f"Trouble began about **{onset['time']}**: {onset.get('basis', '')}.", ""]
     if d.nothing_wrong:
         lines += ["**Nothing looks wrong**: no symptom was found.", ""]
     lines += ["| # | Cause | Probability | For | Against |", "|---|---|---:|---|---|"]
@@ -33,8 +36,16 @@ def render_markdown(d: Diagnosis, *, top: int = 5) -> str:
         for i, a in enumerate(d.next_checks, 1):
             lines.append(f"{i}. **{a.check.title}**: tests {', '.join(f'`{t}`' for t in a.tests[:4])} (~{a.check.cost:.0f} s)")
             lines.append("   ```")
-            lines += [f"   {cmd}" for cmd in a.check.run]
+            lines += [f"   {cmd}" for cmd in a.run]
             lines.append("   ```")
+            if a.unfilled:
+                lines.append(f"   Fill in: {', '.join(f'`<{n}>`' for n in a.unfilled)} (not found by ddx).")
+        lines.append("")
+    gaps = d.not_looked_at()
+    if gaps:
+        lines.append("**Not looked at** (unlike an absent finding, this says nothing either way)")
+        lines.append("")
+        lines += [f"- {what}" + (f" ({', '.join(f'`{x}`' for x in fids[:4])})" if fids else "") for what, fids in gaps]
         lines.append("")
     present = [f.id for f in d.findings if f.state.value == "present"]
     absent = [f.id for f in d.findings if f.state.value == "absent"]

@@ -74,6 +74,8 @@ def _evidence_lines(h: Hypothesis, by_id: Mapping[str, Finding], indent: str, sh
         lines.append(_clip(f"{indent}· {w.finding}: {ev.summary}{src}", WIDTH))
         for sample in ev.samples[:1]:
             lines.append(_clip(f"{indent}    {sample.strip()}", WIDTH))
+        if f.note:
+            lines.append(_clip(f"{indent}    (counts {f.strength:.0%}: {f.note})", WIDTH))
     return lines
 
 
@@ -87,11 +89,21 @@ def render_terminal(d: Diagnosis, *, colour: bool = False, top: int = SHOWN) -> 
     absent = len(d.findings) - present
     where = meta.get("case_file") or meta.get("host") or ""
     out.append(f"{present} findings present, {absent} absent" + (f" · {where}" if where else ""))
+    onset = meta.get("onset") or {}
+    if onset.get("time"):
+        state = "still going on" if onset.get("ongoing") else "not seen at the time of looking"
+        out.append(_clip(f"trouble began about {onset['time']} ({state}): {onset.get('basis', '')}", WIDTH))
     for probe in meta.get("probes", []):
         if probe.get("status") == "ok" and probe.get("reason"):
             out.append(s(_clip(f"  note from probe {probe['name']}: {probe['reason']}", WIDTH), "2"))
-        elif probe.get("status") not in ("ok", "not_applicable"):
-            out.append(s(_clip(f"  could not run probe {probe['name']}: {probe['status']}: {probe.get('reason', '')}", WIDTH), "33"))
+    gaps = d.not_looked_at()
+    if gaps:
+        out.append(s("Not looked at (its findings stay unknown or count less, unlike \"looked, not there\"):", "33"))
+        for what, fids in gaps[:6]:
+            tail = f" [{', '.join(fids[:3])}{' …' if len(fids) > 3 else ''}]" if fids else ""
+            out.append(s(_clip(f"  - {what}{tail}", WIDTH), "33"))
+        if len(gaps) > 6:
+            out.append(s(f"  - and {len(gaps) - 6} more (see --json)", "33"))
     out.append("")
     if d.nothing_wrong:
         unread = [p["name"] for p in meta.get("probes", []) if p.get("status") in ("failed", "timeout", "denied")]
@@ -124,7 +136,11 @@ def render_terminal(d: Diagnosis, *, colour: bool = False, top: int = SHOWN) -> 
             tests = ", ".join(a.tests[:4]) + (" …" if len(a.tests) > 4 else "")
             auto = ", read-only" if c.auto else ""
             out.append(f"{i:>2}. {s(c.title, '1')}")
-            out.append(f"      tests {tests} · ~{c.cost:.0f} s{auto} · {a.gain:.2f} bits")
-            for cmd in c.run:
+            why = " · separates the two leading causes" if a.purpose == "separate" else (
+                " · confirms the leading cause" if a.purpose == "confirm" else "")
+            out.append(f"      tests {tests} · ~{c.cost:.0f} s{auto} · {a.gain:.2f} bits{why}")
+            for cmd in a.run:
                 out.append(s(f"      $ {cmd}", "36"))
+            if a.unfilled:
+                out.append(s(f"      fill in: {', '.join(f'<{n}>' for n in a.unfilled)} (ddx did not find them)", "2"))
     return "\n".join(out) + "\n"

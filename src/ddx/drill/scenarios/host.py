@@ -7,13 +7,12 @@ import errno
 import os
 import pwd
 import shutil
-import signal
-import subprocess
 import time
 from pathlib import Path
 
 from ddx.drill.scenarios import Scenario, register
 from ddx.drill.stack import APP_USER, Stack, StackOptions
+from ddx.drill.wild import compile_and_crash
 
 
 def _wait_for_log(path: Path, words: str, timeout: float = 20.0) -> None:
@@ -201,13 +200,9 @@ CRASHERS = {
 }
 
 
-def _cc() -> str | None:
-    return shutil.which("gcc") or shutil.which("cc")
-
-
 def _hardware_needs() -> list[str]:
     missing = []
-    if _cc() is None:
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
         missing.append("a C compiler for the crashing programs (apt-get install gcc)")
     if not os.access("/dev/kmsg", os.W_OK):
         missing.append("write access to /dev/kmsg (the kernel log)")
@@ -222,29 +217,12 @@ def _hardware_fault(stack: Stack) -> None:
     """Failing memory: the kernel logs machine checks and corrected ECC errors, and two
     unrelated programs on the host die of SIGSEGV."""
     folder = stack.sb.path("crashers")
-    cc = _cc()
-    if cc is None:
-        raise RuntimeError("no C compiler")
-    programs = []
-    for name, source in CRASHERS.items():
-        src = folder / f"{name}.c"
-        src.write_text(source)
-        exe = folder / name
-        subprocess.run([cc, "-O0", "-o", str(exe), str(src)], check=True, capture_output=True, timeout=60)
-        programs.append(exe)
     with open("/dev/kmsg", "w") as kmsg:
         for line in HARDWARE_ERROR_LINES:
             kmsg.write(line + "\n")
             kmsg.flush()
-    for exe in programs:
-        p = stack.sb.spawn([str(exe)], cwd=folder)
-        try:
-            rc = p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            raise RuntimeError(f"{exe.name} did not crash") from None
-        if rc != -signal.SIGSEGV:
-            raise RuntimeError(f"{exe.name} exited with {rc}, not a segfault")
+    for name, source in CRASHERS.items():
+        compile_and_crash(stack.sb, folder, name, source)
 
 
 register(Scenario(

@@ -74,7 +74,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ddx.host import Host
-from ddx.model import Evidence, Finding
+from ddx.model import Evidence, Finding, event_times
 from ddx.probes.base import ProbeContext, probe
 from ddx.probes.history.logfiles import collect_logs, expand_glob, host_zone
 from ddx.units import duration, iso
@@ -747,6 +747,7 @@ def _evidence(kind_text: str, items: Sequence[Change], now: float, cutoff: float
         first_seen=iso(min(c.time for c in items)),
         last_seen=iso(latest.time),
         count=len(items),
+        times=event_times([c.time for c in items]),
     )
 
 

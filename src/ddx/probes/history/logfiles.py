@@ -70,7 +70,7 @@ from dataclasses import dataclass, field, replace
 from ddx.errors import ProbeError
 from ddx.host import Host, redact_text
 from ddx.inventory.model import Inventory
-from ddx.model import Coverage, Evidence, Finding, absent_strength
+from ddx.model import Coverage, Evidence, Finding, absent_strength, event_times
 from ddx.probes.base import ProbeContext, probe
 from ddx.probes.parsers.logtime import TimeParser, local_zone, zone_named
 from ddx.probes.parsers.signatures import (
@@ -513,6 +513,7 @@ def judge_signatures(
                 samples=h.samples,
                 first_seen=iso(h.first) if h.first is not None else None,
                 last_seen=iso(h.last) if h.last is not None else None,
+                times=event_times(list(h.times)),
                 count=h.count,
             ))
         out.append((fid, bool(reached), tuple(evidence)))

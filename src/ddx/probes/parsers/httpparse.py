@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ddx.model import Evidence
+from ddx.model import Evidence, event_times
 from ddx.units import iso
 
 __all__ = [
@@ -458,6 +458,14 @@ def _recent(records: Sequence[AccessRecord], now: float, minutes: float, need: i
     return _Span(f"last {len(tail)} requests", tail)
 
 
+def _when(rs: Sequence[AccessRecord]) -> dict[str, Any]:
+    """first_seen, last_seen and times of the requests counted (none when there are none)."""
+    if not rs:
+        return {}
+    ts = [r.time for r in rs]
+    return {"first_seen": iso(min(ts)), "last_seen": iso(max(ts)), "times": event_times(ts)}
+
+
 def judge_access(
     records: Sequence[AccessRecord],
     source: str,
@@ -476,7 +484,6 @@ def judge_access(
     span = _recent(recs, now, float(opt["recent_minutes"]), need)
     rs = span.records
     n = len(rs)
-    t0, t1 = iso(rs[0].time), iso(rs[-1].time)
     if n >= need:
         e5 = [r for r in rs if r.status >= 500]
         ratio = len(e5) / n
@@ -486,8 +493,7 @@ def judge_access(
             source=source, summary=f"{len(e5)} of {n} responses were 5xx ({_pct(ratio)}, {span.label})"
             + (f": {by_code}" if by_code else ""),
             value=round(ratio * 100, 2), threshold=round(float(opt["error_ratio"]) * 100, 2), unit="%",
-            count=len(e5), first_seen=t0, last_seen=t1,
-            samples=_samples(e5))))
+            count=len(e5), **_when(e5), samples=_samples(e5))))
         gw = [r for r in rs if r.status in (502, 504)]
         gr = len(gw) / n
         present = len(gw) >= int(opt["min_errors"]) and gr >= float(opt["error_ratio"])
@@ -495,7 +501,7 @@ def judge_access(
             source=source, summary=f"{len(gw)} of {n} responses were 502/504 ({_pct(gr)}, {span.label})"
             + (f": {_codes(gw)}" if gw else ""),
             value=round(gr * 100, 2), threshold=round(float(opt["error_ratio"]) * 100, 2), unit="%",
-            count=len(gw), samples=_samples(gw))))
+            count=len(gw), **_when(gw), samples=_samples(gw))))
         big = [r for r in rs if r.status in (413, 414, 431)]
         br = len(big) / n
         present = len(big) >= int(opt["too_large_min"]) and br >= float(opt["too_large_ratio"])

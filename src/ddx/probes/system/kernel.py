@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 from ddx.errors import ProbeError
 from ddx.host import Host
-from ddx.model import Evidence, Finding
+from ddx.model import Evidence, Finding, event_times
 from ddx.probes.base import ProbeContext, probe
 from ddx.probes.parsers.kmsg import (
     KernelEvent,
@@ -59,7 +59,7 @@ from ddx.probes.parsers.kmsg import (
     parse_journal_short_unix,
     program_key,
 )
-from ddx.units import iso
+from ddx.units import duration, iso
 
 __all__ = ["KernelLog", "judge", "kernel", "read_kernel_log"]
 
@@ -241,6 +241,7 @@ def _present_evidence(fid: str, hits: list[tuple[KernelLine, KernelEvent]], sour
         first_seen=iso(min(times)) if times else None,
         last_seen=iso(max(times)) if times else None,
         count=len(hits),
+        times=event_times(times),
     )
 
 
@@ -289,22 +290,28 @@ def judge(
     crashes_found = hits["procs.segfault"]
     programs = sorted({program_key(ev.subject) for _, ev in crashes_found})
     multi = "procs.segfaults_multiple_binaries"
-    if len(programs) >= 2:
-        times_c = [ln.time for ln, _ in crashes_found if ln.time is not None]
+    cluster = _crash_cluster(crashes_found)
+    if cluster:
+        progs = sorted({program_key(ev.subject) for _, ev in cluster})
+        times_c = [ln.time for ln, _ in cluster if ln.time is not None]
+        span = f" within {duration(max(times_c) - min(times_c))}" if len(times_c) > 1 else ""
         out.append((multi, True, Evidence(
             source=log.source,
-            summary=f"{len(programs)} different programs crashed: {', '.join(programs[:8])}",
-            value=len(programs),
+            summary=f"{len(progs)} different programs crashed{span}: {', '.join(progs[:8])}",
+            value=len(progs),
             threshold=2,
-            samples=_pick_samples(crashes_found, by_subject=True),
+            samples=_pick_samples(cluster, by_subject=True),
             first_seen=iso(min(times_c)) if times_c else None,
             last_seen=iso(max(times_c)) if times_c else None,
-            count=len(crashes_found),
+            count=len(cluster),
+            times=event_times(times_c),
         )))
     elif programs and segfaults_logged:
+        what = (f"only one program crashed ({programs[0]}, {len(crashes_found)} time(s))" if len(programs) == 1
+                else f"{len(programs)} programs crashed, never two within {MULTI_CRASH_GAP / 60:g} min of each other")
         out.append((multi, False, Evidence(
             source=log.source,
-            summary=f"only one program crashed ({programs[0]}, {len(crashes_found)} time(s)) in {scope}",
+            summary=f"{what} in {scope}",
             value=1,
             threshold=2,
             count=len(crashes_found),
@@ -312,6 +319,30 @@ def judge(
     elif segfaults_logged:
         out.append((multi, False, Evidence(source=log.source, summary=f"no program crashes in {scope}", count=0)))
     return out
+
+
+MULTI_CRASH_GAP = 600.0  # crashes further apart than this are not "within a short time" of each other
+
+
+def _crash_cluster(crashes: list[tuple[KernelLine, KernelEvent]]) -> list[tuple[KernelLine, KernelEvent]]:
+    """The latest run of crashes, none more than ``MULTI_CRASH_GAP`` after the one
+    before, in which at least two different programs crashed ([] when none: unrelated
+    programs crashing hours apart are two incidents, not one machine going bad).
+    Crashes without a time are judged together."""
+    timed = sorted((c for c in crashes if c[0].time is not None), key=lambda c: c[0].time or 0.0)
+    untimed = [c for c in crashes if c[0].time is None]
+    runs: list[list[tuple[KernelLine, KernelEvent]]] = []
+    for c in timed:
+        if runs and (c[0].time or 0.0) - (runs[-1][-1][0].time or 0.0) <= MULTI_CRASH_GAP:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    if untimed:
+        runs.append(untimed)
+    for run in reversed(runs):
+        if len({program_key(ev.subject) for _, ev in run}) >= 2:
+            return run
+    return []
 
 
 def _oom_repeats(kills: list[tuple[KernelLine, KernelEvent]], source: str) -> tuple[str, bool, Evidence] | None:
@@ -357,6 +388,7 @@ def _oom_repeats(kills: list[tuple[KernelLine, KernelEvent]], source: str) -> tu
         first_seen=iso(burst[0][0]),
         last_seen=iso(burst[-1][0]),
         count=len(burst),
+        times=event_times([t for t, _p, _l in burst]),
     ))
 
 

@@ -1,0 +1,150 @@
+"""The library entry point: evidence in, a typed report out.
+
+The command line, a daemon and a web front end call these functions and render
+the ``Report`` they return; nothing here prints. One pipeline, one direction::
+
+    host or bundle -> inventory -> probes -> findings -> timing -> engine -> Report
+    case file ----------------------------> findings ----------------^
+
+- ``diagnose_host``: probe this host (or replay a bundle with ``bundle=``);
+- ``diagnose_case``: an incident described in a case file;
+- ``diagnose_findings``: findings a caller already has (``--saw``/``--ruled-out``).
+
+Each takes ``observations``, a person's own findings, which win over the
+probes'. Errors are ``ddx.errors.DdxError`` with one clear message.
+
+Example::
+
+    from ddx.api import diagnose_host
+    report = diagnose_host()
+    top = report.diagnosis.hypotheses[0]
+    print(top.id, round(top.probability, 2), report.onset.basis)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ddx.engine.diagnosis import Diagnosis
+from ddx.engine.timing import Onset
+from ddx.inventory.model import Inventory
+from ddx.kb.model import KnowledgeBase
+from ddx.model import Finding
+from ddx.probes.base import ProbeResult
+
+__all__ = ["Report", "diagnose_case", "diagnose_findings", "diagnose_host", "load_knowledge"]
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything one diagnosis made: the diagnosis, the findings as judged (with
+    their strengths against the onset), what the probes did, the inventory."""
+
+    diagnosis: Diagnosis
+    findings: tuple[Finding, ...]
+    onset: Onset | None = None
+    inventory: Inventory | None = None
+    probes: tuple[ProbeResult, ...] = ()
+    host: str = ""
+    started: str = ""
+    seconds: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def load_knowledge(kb_dirs: Sequence[str] = ()) -> KnowledgeBase:
+    from ddx.kb.loader import load_kb
+
+    return load_kb(list(kb_dirs))
+
+
+def _judge(
+    kb: KnowledgeBase, evidence: Sequence[Finding], person: Sequence[Finding], now: float | None, meta: dict[str, Any],
+    checks: int, facts: Any = None,
+) -> tuple[Diagnosis, list[Finding], Onset | None]:
+    from ddx.engine.diagnosis import diagnose
+    from ddx.engine.timing import weigh_by_time
+    from ddx.model import merge_findings
+
+    onset = None
+    if now is not None:
+        evidence, onset = weigh_by_time(list(evidence), kb, now)
+        meta["onset"] = onset.to_dict()
+    findings = merge_findings(list(evidence), list(person))
+    d = diagnose(kb, findings, meta=meta, checks=checks, facts=facts)
+    return d, findings, onset
+
+
+def diagnose_host(
+    *,
+    bundle: str | None = None,
+    config: str | None = None,
+    only: Iterable[str] | None = None,
+    window: float | None = None,
+    timeout: float | None = None,
+    budget: float | None = None,
+    targets: Sequence[str] = (),
+    observations: Sequence[Finding] = (),
+    kb_dirs: Sequence[str] = (),
+    checks: int = 3,
+) -> Report:
+    """Probe this host (read-only, time-boxed), or replay ``bundle``, and diagnose it."""
+    from ddx.config import load_config, with_targets
+    from ddx.engine.facts import facts_from
+    from ddx.probes.runner import run_probes
+
+    kb = load_knowledge(kb_dirs)
+    cfg = with_targets(load_config(config), list(targets))
+    if bundle is None:
+        from ddx.host import LiveHost
+
+        host: Any = LiveHost()
+    else:
+        from ddx.host import BundleHost
+
+        host = BundleHost(bundle)
+    col = run_probes(host, cfg, only=only, window=window, timeout=timeout, budget=budget)
+    evidence = [f for f in col.findings if f.id in kb.findings]
+    probes = [r.to_dict() for r in col.results]
+    seconds = round(col.seconds, 3)
+    if bundle is not None:
+        # A replay reports the times the probes took on the recorded host, so that
+        # replaying the same bundle gives the same bytes.
+        recorded = host.manifest.get("collection") or {}
+        took = {r.get("name"): r.get("seconds") for r in recorded.get("results", []) if isinstance(r, dict)}
+        for p in probes:
+            p["seconds"] = took.get(p["name"], 0.0)
+        seconds = recorded.get("seconds", 0.0)
+    meta: dict[str, Any] = {
+        "mode": "bundle" if bundle else "host",
+        "host": col.host,
+        "probes": probes,
+        "collection_seconds": seconds,
+    }
+    d, findings, onset = _judge(kb, evidence, observations, host.time(), meta, checks,
+                                facts_from(col.inventory, evidence))
+    return Report(d, tuple(findings), onset, col.inventory, col.results, col.host, col.started, col.seconds, meta)
+
+
+def diagnose_case(
+    path: str, *, observations: Sequence[Finding] = (), kb_dirs: Sequence[str] = (), checks: int = 3
+) -> tuple[Report, list[str]]:
+    """Diagnose the incident a case file describes; returns the report and the case's warnings."""
+    from ddx.cases import load_case
+
+    kb = load_knowledge(kb_dirs)
+    case = load_case(path, kb.findings.keys())
+    meta: dict[str, Any] = {**case.meta, "mode": "case", "case_file": path}
+    d, findings, _ = _judge(kb, case.findings, observations, None, meta, checks)
+    return Report(d, tuple(findings), meta=meta), list(case.warnings)
+
+
+def diagnose_findings(
+    observations: Sequence[Finding], *, kb_dirs: Sequence[str] = (), checks: int = 3
+) -> Report:
+    """Diagnose from a person's observations alone."""
+    kb = load_knowledge(kb_dirs)
+    meta: dict[str, Any] = {"mode": "observations"}
+    d, findings, _ = _judge(kb, [], observations, None, meta, checks)
+    return Report(d, tuple(findings), meta=meta)

@@ -1,0 +1,217 @@
+"""Evidence in time: when the trouble began, and how much each dated finding belongs to it.
+
+**The onset.** Every present symptom is a point in time: each dated event it
+counts (a log line, a kernel message; ``Evidence.times``, else its first and
+last times), and "now" for a state seen at the time of looking (a full disk, a
+service down). The points closer than ``EPISODE_GAP`` to the next form one
+episode; the onset is the start of the last episode, the trouble that is going
+on (or, when nothing is going on now, the last burst of it).
+
+**Relevance.** A dated finding weighs by its time against the onset, as the
+strength of a soft finding (``ddx.model``):
+
+- a symptom whose last event falls in the episode (at or after the onset less
+  ``ONSET_SLACK``) counts fully; one that stopped before decays towards "tells
+  nothing" (0.5) with ``EVENT_TAU``: an MCE burst an hour before a disk filled
+  up says little about the full disk, and nothing against it;
+- a change (deploy, upgrade, configuration, failover) is a suspect when it came
+  shortly before the onset: within ``CHANGE_FULL`` it counts fully, earlier it
+  decays with ``CHANGE_TAU`` towards ``CHANGE_FLOOR``, below "tells nothing": a
+  package installed hours before the first error and followed by none is
+  context, and the finding ("changed shortly before the incident") becomes an
+  absence. A change after the onset is a response, not a cause
+  (``CHANGE_AFTER``).
+
+The numbers are judgement: most regressions show within minutes of the change
+reaching traffic, and the events of one fault come together, within a minute;
+a minute and a half of quiet between an event and the errors makes them two.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from ddx.kb.model import KnowledgeBase
+from ddx.model import Finding, State
+from ddx.units import duration, iso
+
+__all__ = [
+    "CHANGE_AFTER",
+    "CHANGE_FLOOR",
+    "CHANGE_FULL",
+    "CHANGE_TAU",
+    "EPISODE_GAP",
+    "EVENT_TAU",
+    "ONSET_SLACK",
+    "Onset",
+    "change_relevance",
+    "estimate_onset",
+    "event_relevance",
+    "finding_times",
+    "weigh_by_time",
+]
+
+EPISODE_GAP = 60.0  # seconds between symptoms of one episode at most
+ONSET_SLACK = 30.0  # how early a symptom may stop before the onset and still count as part of it
+EVENT_TAU = 120.0  # an event this long before that keeps e^-1 of its weight above "tells nothing"
+CHANGE_FULL = 120.0  # a change this close before the onset (or after it, within the slack) counts fully
+CHANGE_TAU = 900.0  # ... earlier, its weight falls by e^-1 every 15 minutes
+CHANGE_FLOOR = 0.15  # towards this strength: "nothing changed shortly before"
+CHANGE_AFTER = 0.2  # a change after the onset (beyond the slack): a response, not a cause
+FULL = 0.97  # the strength of a dated finding that clearly belongs to the episode
+
+
+@dataclass(frozen=True)
+class Onset:
+    """When the trouble began (epoch seconds; None when nothing is dated) and why ddx thinks so."""
+
+    time: float | None
+    basis: str
+    ongoing: bool = False  # a symptom is still there at the time of looking
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"basis": self.basis, "ongoing": self.ongoing}
+        if self.time is not None:
+            out["time"] = iso(self.time)
+        return out
+
+
+def _parse(ts: str | None) -> float | None:
+    if not ts:
+        return None
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def finding_times(f: Finding) -> list[float]:
+    """The event times of a finding's evidence (``times``, else first and last seen), sorted."""
+    out: list[float] = []
+    for ev in f.evidence:
+        ts = [t for t in (_parse(x) for x in ev.times) if t is not None]
+        if not ts:
+            ts = [t for t in (_parse(ev.first_seen), _parse(ev.last_seen)) if t is not None]
+        out.extend(ts)
+    return sorted(out)
+
+
+def _dated(f: Finding) -> bool:
+    return any(ev.times or ev.first_seen or ev.last_seen for ev in f.evidence)
+
+
+def _run(ts: Sequence[float]) -> tuple[float, float]:
+    """(start, end) of the last run of a finding's events: back from its last event while
+    the gaps stay within ``EPISODE_GAP``, or within four times its usual gap for a
+    symptom that comes sparsely (an error every few minutes on a quiet site)."""
+    gaps = sorted(b - a for a, b in zip(ts, ts[1:]))
+    usual = gaps[len(gaps) // 2] if gaps else 0.0
+    limit = max(EPISODE_GAP, 4.0 * usual)
+    i = len(ts) - 1
+    while i > 0 and ts[i] - ts[i - 1] <= limit:
+        i -= 1
+    return ts[i], ts[-1]
+
+
+def estimate_onset(findings: Iterable[Finding], kb: KnowledgeBase, now: float) -> Onset:
+    """The start of the last episode of present symptoms (see the module docstring):
+    each symptom's last run of events, and "now" for one seen at the time of looking;
+    runs that overlap or come within ``EPISODE_GAP`` of each other are one episode."""
+    runs: list[tuple[float, float, str]] = []
+    current: list[str] = []
+    for f in findings:
+        fd = kb.findings.get(f.id)
+        if f.state is not State.PRESENT or fd is None or fd.kind != "symptom":
+            continue
+        ts = [t for t in finding_times(f) if t <= now + 60]
+        if ts:
+            start, end = _run(ts)
+            runs.append((start, end, f.id))
+        else:
+            current.append(f.id)
+    if current:
+        runs.append((now, now, current[0]))
+    if not runs:
+        return Onset(None, "no symptom with a time: judged against the time of looking")
+    runs.sort(key=lambda r: r[1])
+    start, _end, fid = runs[-1]
+    for s0, e0, f0 in reversed(runs[:-1]):
+        if e0 >= start - EPISODE_GAP:
+            if s0 < start:
+                start, fid = s0, f0
+        else:
+            break
+    ongoing = bool(current) or now - runs[-1][1] <= EPISODE_GAP
+    if start >= now - 1 and current:
+        return Onset(start, f"{', '.join(current[:3])} seen at the time of looking; no symptom with a time "
+                            f"came before", ongoing)
+    before = [e for s0, e, _f in runs if e < start]
+    quiet = f", after {duration(start - max(before))} without any" if before else ""
+    return Onset(start, f"the first {fid} symptom ({iso(start)}){quiet}", ongoing)
+
+
+def event_relevance(last: float, onset: float) -> float:
+    """How much a symptom whose last event was at ``last`` belongs to the episode begun at ``onset``."""
+    if last >= onset - ONSET_SLACK:
+        return FULL
+    gap = onset - ONSET_SLACK - last
+    return 0.5 + (FULL - 0.5) * math.exp(-gap / EVENT_TAU)
+
+
+def change_relevance(times: Sequence[float], onset: float) -> tuple[float, float | None]:
+    """(strength, time of the change judged) for changes at ``times`` against the onset: the
+    most suspicious one, the latest before the onset (allowing the onset's slack)."""
+    before = [t for t in times if t <= onset + ONSET_SLACK]
+    if not before:
+        return CHANGE_AFTER, (min(times) if times else None)
+    t = max(before)
+    gap = onset - t
+    if gap <= CHANGE_FULL:
+        return FULL, t
+    return CHANGE_FLOOR + (FULL - CHANGE_FLOOR) * math.exp(-(gap - CHANGE_FULL) / CHANGE_TAU), t
+
+
+def _note_event(last: float, ref: float, onset: Onset) -> str:
+    began = f"the trouble began ({iso(ref)})" if onset.time is not None else f"ddx looked ({iso(ref)})"
+    return f"last seen {duration(ref - last)} before {began}: it may not belong to it"
+
+
+def weigh_by_time(findings: Sequence[Finding], kb: KnowledgeBase, now: float) -> tuple[list[Finding], Onset]:
+    """Findings with strengths set by their times against the onset, and the onset.
+    Findings of a person (``cli``) or a case file are taken as said."""
+    onset = estimate_onset(findings, kb, now)
+    ref = onset.time if onset.time is not None else now
+    out: list[Finding] = []
+    for f in findings:
+        fd = kb.findings.get(f.id)
+        if fd is None or f.state is not State.PRESENT or f.source == "cli" or f.source.startswith("case:"):
+            out.append(f)
+            continue
+        ts = finding_times(f) if _dated(f) else []
+        if not ts:
+            out.append(f)
+            continue
+        if f.id.startswith("change.") and fd.kind == "context":
+            r, t = change_relevance(ts, ref)
+            if r >= FULL:
+                out.append(f)
+                continue
+            when = "after the trouble began" if t is not None and t > ref + ONSET_SLACK else (
+                f"{duration(ref - t)} before the trouble began" if t is not None else "")
+            if r < 0.5:
+                note = (f"the last change came {when} ({iso(ref)}), followed by none closer: "
+                        f"context, not a suspect")
+                out.append(replace(f, state=State.ABSENT, strength=min(f.strength, 1.0 - r), note=note))
+            else:
+                out.append(replace(f, strength=min(f.strength, r), note=f"the last change came {when}"))
+            continue
+        if fd.kind == "symptom":
+            r = event_relevance(ts[-1], ref)
+            if r < FULL:
+                out.append(replace(f, strength=min(f.strength, r), note=_note_event(ts[-1], ref, onset)))
+                continue
+        out.append(f)
+    return out, onset
