@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from calibration import brier, calibration_runs, render_calibration
 from prometheus import VARIANTS
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "aggregate",
     "render_accuracy",
     "render_scenarios",
+    "render_wild",
     "replace_section",
     "totals",
 ]
@@ -225,8 +227,89 @@ def _row(r: dict[str, Any]) -> str:
 
 
 def render_accuracy(data: dict[str, Any]) -> str:
-    """The whole "Accuracy: ddx drill vs threshold alerts" section, heading included."""
-    rows = aggregate(data["results"])
+    """The whole "Accuracy: ddx drill vs threshold alerts" section, heading included: the
+    clean variants against the alerts, the wild variants, and the calibration."""
+    clean = [r for r in data["results"] if not r.get("wild")]
+    wild = [r for r in data["results"] if r.get("wild")]
+    text = _render_clean(data, clean) if clean else ACCURACY_HEADING + "\n\nNo clean variant was run.\n"
+    if wild:
+        text += "\n" + render_wild(data, wild)
+    text += "\n### Calibration\n\n" + _calibration_text(clean, wild)
+    return text
+
+
+def _calibration_text(clean: list[dict[str, Any]], wild: list[dict[str, Any]]) -> str:
+    out = ["Do ddx's probabilities mean what they say? Over every scored diagnosis run of this benchmark "
+           "(the last run of each clean scenario, the one run of each wild scenario, every run of the healthy "
+           "control): the multi-class Brier score, and a reliability table of the top cause's probability "
+           "against how often it was the expected one (`bench/accuracy/calibration.py`).", ""]
+    out.append(render_calibration(clean + wild, " (all runs)"))
+    for label, part in ((" (clean variants)", clean), (" (wild variants)", wild)):
+        runs = calibration_runs(part)
+        if runs:
+            b = brier(runs)
+            out.append(f"Brier score{label}: {b:.3f} over {len(runs)} runs.")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_wild(data: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    """The wild variants: one diagnosis run each, no configuration, noise around the fault."""
+    w = data.get("wild") or {}
+    out = ["### Wild variants", "",
+           f"The same faults on a stack that looks like a real host (`ddx drill run --wild`, docs/drill.md): "
+           f"no ddx.toml, the app's log opened per write, package installs one to three hours before, a real "
+           f"crash of an unrelated program and a kernel error line {w.get('noise_lead_s', '?')} s before the "
+           f"fault, and ddx run once, {w.get('fault_lead_s', '?')} s after it. One run is the verdict: no "
+           f"retrying until right.", "",
+           "| scenario | expected | ddx top-1 | top-1 right | top-3 right | P(expected) | first next check "
+           "| ddx wall | ddx CPU | ddx peak RSS |",
+           "|---|---|---|---|---|---:|---|---:|---:|---:|"]
+    faults: list[dict[str, Any]] = []
+    controls: list[dict[str, Any]] = []
+    for r in results:
+        runs = [d for d in r.get("runs", []) if not d.get("error")]
+        if not runs or str(r.get("error", "")).startswith("not run"):
+            why = (r.get("error") or "not run").splitlines()[0]
+            out.append(f"| {r['scenario']} | {r['expected'] or '(control)'} | {_cell(why)} |" + " |" * 7)
+            continue
+        (controls if not r["expected"] else faults).append(r)
+        top = r["top3"][0]["id"] if r.get("top3") else "—"
+        first = runs[0].get("next_check") or {}
+        check = f"{first.get('title', '—')}" + (f" ({first['purpose']})" if first.get("purpose") else "")
+        if r["expected"]:
+            right, top3 = ("yes" if r["top1_ok"] else "**no**"), ("yes" if r["top3_ok"] else "**no**")
+            prob = f"{r['probability']:.0%}"
+        else:
+            right, top3, prob = ("quiet" if r["top1_ok"] else "**NOT quiet**"), "—", f"top {r['probability']:.0%}"
+        wall = max(d["wall_s"] for d in runs)
+        cpu = statistics.median(d["cpu_s"] for d in runs)
+        rss = max(d["rss_mib"] for d in runs)
+        out.append(f"| {r['scenario']}{' ⚠' if r.get('error') else ''} | {r['expected'] or '(control)'} | {top} "
+                   f"| {right} | {top3} | {prob} | {_cell(check)} | {wall:.1f} s | {cpu:.1f} s | {rss:.0f} MiB |")
+    n = len(faults)
+    probs = [r["probability"] for r in faults]
+    out.append("")
+    lines = [
+        f"top-1 right: {_pct(sum(bool(r['top1_ok']) for r in faults), n)} (target ≥ 90%)",
+        f"top-3 right: {_pct(sum(bool(r['top3_ok']) for r in faults), n)} (target: all)",
+        f"median probability of the right cause: {statistics.median(probs):.0%} (target ≥ 70%)" if probs
+        else "median probability of the right cause: n/a",
+    ]
+    if controls:
+        worst = max(r["probability"] for r in controls)
+        lines.append(f"healthy control with noise quiet: {_pct(sum(bool(r['top1_ok']) for r in controls), len(controls))}"
+                     f", highest top cause {worst:.0%} (target: nothing above 50%)")
+    walls = [d["wall_s"] for r in faults + controls for d in r.get("runs", []) if not d.get("error")]
+    rss = [d["rss_mib"] for r in faults + controls for d in r.get("runs", []) if not d.get("error")]
+    if walls:
+        lines.append(f"ddx diagnose on the wild stacks: median {statistics.median(walls):.2f} s wall, "
+                     f"max {max(walls):.2f} s; peak RSS max {max(rss):.0f} MiB (targets ≤ 3 s, ≤ 80 MB)")
+    out += [f"- {x}" for x in lines]
+    return "\n".join(out) + "\n"
+
+
+def _render_clean(data: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    rows = aggregate(results)
     tot = totals(rows)
     mon = data.get("monitors") or {}
     m = data.get("machine") or {}

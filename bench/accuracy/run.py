@@ -9,10 +9,14 @@ For the whole run it starts node_exporter and two Prometheus servers (rules
 of ../shared/data/baselines/awesome-prometheus-alerts-node-exporter.yml with
 ``for:`` as shipped, and at 0s) in a sandbox of their own. Then it runs every
 scenario (all registered ones by default) through ``ddx.drill.runner.run_scenario``,
-``--repeats`` times with seeds 0..N-1. After ddx's diagnosis loop, a hook waits
-until the end of the budget (counted from the injection, as for ddx) and asks
-each Prometheus which alerts were pending or firing since the injection; the
-answer is stored in the drill result's ``extra``.
+``--repeats`` times with seeds 0..N-1: the clean variants first, then the wild
+ones (``--variants``; ``--noise-lead`` and ``--fault-lead`` set the wild
+timing). After ddx's diagnosis loop of a clean scenario, a hook waits until the
+end of the budget (counted from the injection, as for ddx) and asks each
+Prometheus which alerts were pending or firing since the injection; the answer
+is stored in the drill result's ``extra``. The report adds the wild variants'
+table and the calibration of ddx's probabilities over all runs (Brier score,
+reliability table).
 
 Writes every result to ``--out`` (bench/accuracy/results.json) after each
 scenario, and with ``--write-docs`` replaces the "Accuracy: ddx drill vs
@@ -147,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=1.0, help="Prometheus scrape and evaluation interval (s)")
     ap.add_argument("--warmup", type=float, default=30.0,
                     help="seconds Prometheus collects before the first scenario (rate windows fill; default 30)")
+    ap.add_argument("--variants", default="clean,wild", metavar="LIST",
+                    help="clean, wild or both (default clean,wild): the clean variants run first, then the wild ones")
+    ap.add_argument("--noise-lead", type=float, default=90.0, help="wild: seconds between the noise and the fault")
+    ap.add_argument("--fault-lead", type=float, default=90.0, help="wild: seconds between the fault and ddx")
     ap.add_argument("--out", type=Path, default=HERE / "results.json", help="results JSON (default %(default)s)")
     ap.add_argument("--rules", type=Path, default=RULES, help="the alert rules (default: the shared baseline)")
     ap.add_argument("--no-tmpfs-relabel", action="store_true",
@@ -193,6 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1 or args.budget <= 0 or args.interval <= 0:
         print("run.py: --repeats, --budget and --interval must be positive", file=sys.stderr)
         return 2
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not variants or any(v not in ("clean", "wild") for v in variants):
+        print("run.py: --variants is a list of clean and wild", file=sys.stderr)
+        return 2
+    from ddx.drill.wild import WildOptions
+
+    wild = WildOptions(noise_lead=args.noise_lead, fault_lead=args.fault_lead)
     missing = missing_requirements()
     if missing:
         print("run.py: the drill cannot run here; missing:\n  " + "\n  ".join(missing), file=sys.stderr)
@@ -202,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     data: dict[str, Any] = {
         "schema": SCHEMA, "command": command, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(), "budget_s": args.budget, "repeats": args.repeats, "scenarios": names,
-        "monitors": {}, "concurrent_drills": [], "elapsed_s": 0.0, "results": [],
+        "monitors": {}, "concurrent_drills": [], "elapsed_s": 0.0, "results": [], "variants": variants,
+        "wild": {"noise_lead_s": args.noise_lead, "fault_lead_s": args.fault_lead},
     }
     t0 = time.monotonic()
     with signals_as_exceptions():
@@ -217,23 +233,27 @@ def main(argv: list[str] | None = None) -> int:
                 if args.warmup > 0:
                     say(f"warming up for {args.warmup:g}s (the rules' rate windows fill)")
                     time.sleep(args.warmup)
-                for rep in range(args.repeats):
-                    for name in names:
-                        s = scenarios[name]
-                        others = other_drills(sb.dir)
-                        if others:
-                            say(f"warning: other drills are running ({', '.join(others)}); results may show cross-talk")
-                            data["concurrent_drills"] = sorted(set(data["concurrent_drills"]) | set(others))
+                plan = [(v, rep, name) for v in variants for rep in range(args.repeats) for name in names]
+                for variant, rep, name in plan:
+                    s = scenarios[name]
+                    others = other_drills(sb.dir)
+                    if others:
+                        say(f"warning: other drills are running ({', '.join(others)}); results may show cross-talk")
+                        data["concurrent_drills"] = sorted(set(data["concurrent_drills"]) | set(others))
+                    if variant == "wild":
+                        res = run_scenario(s, seed=rep, budget=args.budget, progress=say, allow_host_effects=True,
+                                           wild=wild)
+                    else:
                         res = run_scenario(s, seed=rep, budget=args.budget, hold=make_hold(mon, s.expected),
                                            progress=say, allow_host_effects=True)
-                        data["results"].append(res.to_dict())
-                        data["elapsed_s"] = round(time.monotonic() - t0, 1)
-                        write_json(args.out, data)
-                        say(_line(res))
-                        dead = mon.dead()
-                        if dead:  # the comparison is void from here on: stop rather than run on without it
-                            raise MonitorError("a monitor died (did something run `ddx drill clean --all`?): "
-                                               + "; ".join(dead))
+                    data["results"].append(res.to_dict())
+                    data["elapsed_s"] = round(time.monotonic() - t0, 1)
+                    write_json(args.out, data)
+                    say(_line(res))
+                    dead = mon.dead()
+                    if dead:  # the comparison is void from here on: stop rather than run on without it
+                        raise MonitorError("a monitor died (did something run `ddx drill clean --all`?): "
+                                           + "; ".join(dead))
         except KeyboardInterrupt:
             say("interrupted; everything was removed; partial results in " + str(args.out))
             return 130

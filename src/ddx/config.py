@@ -455,8 +455,15 @@ def render_config_doc() -> str:
         lines.append(f"| `{key}` | {defaults[key]} | {meaning} |")
     lines.append("")
     lines += ["## [inventory]", "",
-              "What the discovery pass finds on its own (`ddx inventory` shows it) can be completed here: logs "
-              "it cannot find, or a service's logs, configuration and data folders.", "",
+              "Before the probes run, one discovery pass finds what serves on the host, and every probe reads "
+              "it: each process family holding a listening socket (a master and its workers); the "
+              "configuration it was started with (`-c`, `--config`, `-f`, a positional file, a `*_CONFIG` "
+              "environment variable, else the program's default; includes followed); the files it logs to "
+              "(named in that configuration, held open for writing by one of its processes, or written in "
+              "the last `lookback_hours` in /var/log or in its own folders); its data directories and their "
+              "filesystems; and the addresses its configuration names. `ddx inventory` (and `--json`) shows "
+              "it; bundles carry it. What it cannot find can be added here: logs of no particular service, "
+              "or a service's logs, configuration and data folders.", "",
               "```toml", "[inventory]", 'logs = ["/srv/shop/log/*.log"]', "", "[[inventory.services]]",
               'name = "shop"', 'program = "gunicorn"   # matched to the running service of this program', 
               'logs = ["/srv/shop/log/app.log"]', 'data_dirs = ["/srv/shop/uploads"]', "```", "",

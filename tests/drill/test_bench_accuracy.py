@@ -17,6 +17,7 @@ CONDITIONS = ROOT.parent / "shared" / "contract" / "conditions.yaml"
 sys.path.insert(0, str(BENCH))
 
 import alertmap  # noqa: E402
+import calibration  # noqa: E402
 import prometheus  # noqa: E402
 import report  # noqa: E402
 
@@ -268,6 +269,50 @@ def test_render_accuracy_rows_and_totals() -> None:
     assert "`HostEdacCorrectableErrorsDetected` (node_edac_correctable_errors_total)" in md
     tot = report.totals(report.aggregate(data["results"]))
     assert tot["variants"]["for0"]["false_alarms"] == Counter({"HostHighCpuLoad": 1})
+
+
+def _wild(name: str, expected: str, probs: dict[str, float], runs: int = 1) -> dict:
+    top = sorted(probs.items(), key=lambda kv: -kv[1])[:3]
+    ids = [i for i, _ in top]
+    return {"scenario": name, "expected": expected, "seed": 0, "wild": True, "error": "",
+            "top3": [{"id": i, "probability": p} for i, p in top],
+            "top1_ok": (ids[0] == expected) if expected else top[0][1] <= 0.5, "top3_ok": expected in ids or not expected,
+            "probability": probs.get(expected, 0.0) if expected else top[0][1],
+            "runs": [{"wall_s": 2.0, "cpu_s": 1.0, "rss_mib": 40.0, "error": "", "probs": probs,
+                      "next_check": {"title": "Free space", "purpose": "confirm"}}] * runs}
+
+
+def test_calibration_brier_and_reliability() -> None:
+    runs = [("disk-full", {"disk-full": 0.9, "bad-deploy": 0.05}),     # right at 90%
+            ("disk-full", {"disk-full": 0.2, "bad-deploy": 0.75}),     # wrong at 75%
+            ("", {"disk-full": 0.1})]                                  # healthy, quiet: right
+    b = calibration.brier(runs)
+    assert abs(b - ((0.01 + 0.0025) + (0.64 + 0.5625) + 0.01) / 3) < 1e-9
+    rows = {r["bin"][0]: r for r in calibration.reliability(runs)}
+    assert rows[0.9]["n"] == 1 and rows[0.9]["right"] == 1.0
+    assert rows[0.7]["n"] == 1 and rows[0.7]["right"] == 0.0 and rows[0.7]["stated"] == 0.75
+    assert rows[0.0]["n"] == 1 and rows[0.0]["right"] == 1.0
+    results = [{"expected": "disk-full", "runs": [{"probs": {"disk-full": 0.1}}, {"probs": {"disk-full": 0.9}}]},
+               {"expected": "", "runs": [{"probs": {"a": 0.1}}, {"probs": {"a": 0.2}}]},
+               {"expected": "x", "error": "not run: missing", "runs": []}]
+    assert calibration.calibration_runs(results) == [("disk-full", {"disk-full": 0.9}), ("", {"a": 0.1}),
+                                                      ("", {"a": 0.2})]
+
+
+def test_render_wild_and_calibration_sections() -> None:
+    data = {"results": [_wild("healthy", "", {"disk-full": 0.3}, runs=3),
+                        _wild("disk-full", "disk-full", {"disk-full": 0.95, "hardware-fault": 0.03}),
+                        _wild("config-drift", "config-drift", {"dependency-down": 0.6, "config-drift": 0.35})],
+            "wild": {"noise_lead_s": 90, "fault_lead_s": 90}}
+    md = report.render_accuracy(data)
+    assert "No clean variant was run." in md and "### Wild variants" in md and "### Calibration" in md
+    rows = {ln.split(" | ")[0].strip("| "): ln for ln in md.splitlines() if ln.startswith("| ")}
+    assert "| yes | yes | 95% | Free space (confirm) |" in rows["disk-full"]
+    assert "| **no** | yes | 35% |" in rows["config-drift"]
+    assert "quiet" in rows["healthy"]
+    assert "top-1 right: 1/2 (50%)" in md and "median probability of the right cause: 65%" in md
+    assert "healthy control with noise quiet: 1/1 (100%), highest top cause 30%" in md
+    assert "Brier score (all runs):" in md and "over 5 runs" in md
 
 
 # --- docs/drill.md --------------------------------------------------------------------------

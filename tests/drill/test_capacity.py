@@ -75,6 +75,7 @@ def test_process_leak(drill_ready: None) -> None:
     assert Path(ev["sandbox"]).name in _text(ev["findings"]["memory.available_low"])
 
 
+@pytest.mark.kernel_log
 def test_memory_exhaustion(drill_ready: None) -> None:
     res = run_passing("memory-exhaustion", _evidence, allow_host_effects=True)
     ev = res.extra

@@ -68,6 +68,7 @@ def test_fd_exhaustion(drill_ready: None) -> None:
     assert "gunicorn" in res.extra["evidence"]["fd.exhausted"]
 
 
+@pytest.mark.kernel_log
 def test_hardware_fault(drill_ready: None) -> None:
     """Writes hardware-error lines to this host's kernel log (they stay until reboot)."""
     scenario = all_scenarios()["hardware-fault"]

@@ -194,6 +194,7 @@ def _compile_crasher(folder: Path) -> str | None:
     return str(exe)
 
 
+@pytest.mark.kernel_log
 def test_hardware_errors_and_unrelated_segfaults_rank_hardware_fault(workdir: Path) -> None:
     trace = Path("/proc/sys/debug/exception-trace")
     old = trace.read_text().strip() if trace.exists() else None

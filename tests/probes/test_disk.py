@@ -255,10 +255,7 @@ def test_readonly_on_purpose_vs_expected_rw() -> None:
 
 
 @pytest.mark.root
-@pytest.mark.skipif(
-    os.environ.get("DDX_TEST_KERNEL_FAULTS") != "1",
-    reason="writes 'Remounting filesystem read-only' to the kernel log; set DDX_TEST_KERNEL_FAULTS=1",
-)
+@pytest.mark.kernel_log
 def test_ext4_error_remount_is_a_readonly_remount() -> None:
     base = Path(tempfile.mkdtemp(prefix="ddx-disk-test-"))
     img, point = base / "img", base / "mnt"

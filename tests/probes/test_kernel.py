@@ -402,6 +402,7 @@ def _crash(argv: list[str]) -> None:
 
 
 @pytest.mark.root
+@pytest.mark.kernel_log
 def test_probe_sees_real_hardware_error_lines_and_two_crashing_programs(crash_logging: None) -> None:
     token = uuid.uuid4().hex[:8]
     tmp = tempfile.mkdtemp(prefix="ddx-kernel-")
@@ -511,6 +512,7 @@ held = b"x" * (96 << 20)
 
 @pytest.mark.root
 @pytest.mark.slow
+@pytest.mark.kernel_log
 def test_live_a_job_rerun_into_its_memory_limit_is_oom_killed_again_and_again() -> None:
     """A real cgroup with a 32 MiB limit; the same job run three times is OOM-killed three
     times, a new process each time. Writes those OOM lines to the kernel log."""

@@ -26,6 +26,7 @@ import pytest
 from ddx.config import Config
 from ddx.host import LiveHost
 from ddx.inventory import Inventory
+from ddx.inventory.files import expand_glob
 from ddx.model import State
 from ddx.probes.base import ProbeContext, registry
 from ddx.probes.history.logfiles import (
@@ -34,7 +35,6 @@ from ddx.probes.history.logfiles import (
     PERMS,
     TextScan,
     cut_record,
-    expand_glob,
     judge_signatures,
     parse_fdinfo_flags,
     read_log,

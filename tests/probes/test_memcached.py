@@ -129,12 +129,31 @@ def test_rejected_or_listen_disabled_connections_are_refusals() -> None:
     assert by_id(judge(sample(), sample(listen_disabled_num=1), 1.0, {}, "s"))["net.connections_refused"]
 
 
-def test_too_large_sets_in_the_window_or_a_steady_share_since_start() -> None:
+def test_too_large_sets_in_the_window_or_since_the_start_with_that_scope() -> None:
     assert by_id(judge(sample(), sample(store_too_large=2), 1.0, {}, "s"))["http.request_too_large"]
-    chronic = sample(store_too_large=500, cmd_set=10000)
-    assert by_id(judge(chronic, chronic, 1.0, {}, "s"))["http.request_too_large"]
-    once = sample(store_too_large=1, cmd_set=10_000_000)
-    assert by_id(judge(once, once, 1.0, {}, "s"))["http.request_too_large"] is False
+    none = sample(store_too_large=0, cmd_set=10000)
+    assert by_id(judge(none, none, 1.0, {}, "s"))["http.request_too_large"] is False
+    # eight refused sets a minute before ddx looked: the window saw nothing, the counter did
+    earlier = sample(store_too_large=8, cmd_set=10_000, uptime=600, time=1_800_000_000)
+    (fid, present, ev), = [v for v in judge(earlier, earlier, 1.0, {}, "s") if v[0] == "http.request_too_large"]
+    assert present and ev.since == "2027-01-15T07:50:00Z" and "since memcached started 10 min ago" in ev.summary
+    rej = sample(rejected_connections=4, uptime=600, time=1_800_000_000)
+    ev = next(v[2] for v in judge(rej, rej, 1.0, {}, "s") if v[0] == "net.connections_refused")
+    assert ev.since and "rejected_connections 4" in ev.summary
+
+
+def test_a_count_since_a_long_ago_start_weighs_little() -> None:
+    from ddx.engine.timing import weigh_by_time
+    from ddx.kb.loader import load_kb
+    from ddx.model import Finding, State
+
+    kb = load_kb()
+    now = 1_800_000_000.0
+    for up, firm in ((600, True), (40 * 86400, False)):
+        s = sample(store_too_large=8, cmd_set=10_000, uptime=up, time=int(now))
+        ev = next(v[2] for v in judge(s, s, 1.0, {}, "s") if v[0] == "http.request_too_large")
+        (f,), _ = weigh_by_time([Finding("http.request_too_large", State.PRESENT, "probe:memcached", (ev,))], kb, now)
+        assert (f.strength == 1.0) is firm and (f.strength < 0.55) is not firm
 
 
 def test_a_restart_in_the_window_or_a_missing_second_sample_judges_no_counter() -> None:

@@ -1090,6 +1090,7 @@ time.sleep(600)
 
 
 @pytest.mark.root
+@pytest.mark.kernel_log  # the kernel logs "fork rejected by pids controller"
 def test_live_pids_cgroup_at_its_limit(live: Procs) -> None:
     found = _pids_hierarchy()
     if found is None:

@@ -52,5 +52,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         from ddx.render.inventory import render_inventory
 
-        sys.stdout.write(render_inventory(inv))
+        sys.stdout.write(render_inventory(inv, host.time()))
     return 0

@@ -42,7 +42,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from ddx.engine.facts import Facts, fill
+from ddx.engine.facts import Facts, fill_all
 from ddx.engine.inference import DB, Posterior, entropy, likelihood_row
 from ddx.kb.model import Check, KnowledgeBase
 from ddx.model import State
@@ -180,10 +180,5 @@ def rank_checks(
 
 
 def _filled(a: CheckAdvice, facts: Facts | None) -> CheckAdvice:
-    commands: list[str] = []
-    unfilled: list[str] = []
-    for cmd in a.check.run:
-        text, missing = fill(cmd, facts)
-        commands.append(text)
-        unfilled += [m for m in missing if m not in unfilled]
+    commands, unfilled = fill_all(a.check.run, facts)
     return replace(a, commands=tuple(commands), unfilled=tuple(unfilled))

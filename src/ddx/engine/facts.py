@@ -1,7 +1,11 @@
 """Facts of this host that fill the knowledge base's check commands.
 
 A check's command names what it needs as ``{{name}}`` (``tail -n 50 {{app_log}}``,
-``psql -h {{db_host}} -p {{db_port}}``). ``facts_from`` collects the values
+``psql -h {{db_host}} -p {{db_port}}``), or ``{{name|default}}`` where a
+default makes sense (``du -xh {{full_mount|/}}``). A command line that starts
+with ``? `` is optional: it is left out when one of its facts is unknown (the
+Apache variant of a check on an nginx host), unless every line would be.
+``facts_from`` collects the values
 from the inventory (the web server's configuration and access log, the
 application's folder, configuration and log, the database and caches it
 uses) and from the findings (the full filesystem, the path a permission error
@@ -21,7 +25,7 @@ from dataclasses import dataclass, field
 from ddx.inventory.model import Inventory, Service
 from ddx.model import Finding, State
 
-__all__ = ["FACTS", "Facts", "facts_from", "fill", "placeholders"]
+__all__ = ["FACTS", "Facts", "facts_from", "fill", "fill_all", "placeholders"]
 
 # The names a check command may use, with what each stands for (``ddx kb lint`` checks them).
 FACTS: dict[str, str] = {
@@ -52,7 +56,7 @@ FACTS: dict[str, str] = {
     "disk_device": "the block device with errors",
 }
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*(?:\|([^}]*))?\}\}")
 
 
 @dataclass(frozen=True)
@@ -76,19 +80,33 @@ def _quote(value: str) -> str:
 
 
 def fill(command: str, facts: Facts | None) -> tuple[str, list[str]]:
-    """The command with the facts filled in, and the names left as ``<name>`` placeholders."""
+    """The command with the facts filled in (defaults where the fact is unknown), and
+    the names left as ``<name>`` placeholders."""
     missing: list[str] = []
 
     def sub(m: re.Match[str]) -> str:
-        name = m.group(1)
+        name, default = m.group(1), m.group(2)
         value = facts.get(name) if facts is not None else None
         if value:
             return _quote(value)
+        if default is not None:
+            return default.strip()
         if name not in missing:
             missing.append(name)
         return f"<{name}>"
 
-    return _PLACEHOLDER.sub(sub, command), missing
+    return _PLACEHOLDER.sub(sub, command.removeprefix("? ")), missing
+
+
+def fill_all(commands: Sequence[str], facts: Facts | None) -> tuple[list[str], list[str]]:
+    """Every line of a check filled; optional lines (``? ``) with an unknown fact left
+    out, unless that would leave none. Returns (lines, names left as placeholders)."""
+    done: list[tuple[str, list[str], bool]] = [(*fill(c, facts), c.startswith("? ")) for c in commands]
+    kept = [d for d in done if not (d[2] and d[1])] or done
+    missing: list[str] = []
+    for _text, names, _opt in kept:
+        missing += [n for n in names if n not in missing]
+    return [text for text, _n, _o in kept], missing
 
 
 # --- collecting ----------------------------------------------------------------------------------

@@ -14,6 +14,10 @@ strength of a soft finding (``ddx.model``):
   ``ONSET_SLACK``) counts fully; one that stopped before decays towards "tells
   nothing" (0.5) with ``EVENT_TAU``: an MCE burst an hour before a disk filled
   up says little about the full disk, and nothing against it;
+- a count since a service's start (``Evidence.since``: "8 sets refused since
+  memcached started") happened some time in that span: fully relevant when the
+  service started within ``SINCE_FULL``, less the longer ago it started
+  (``SINCE_TAU``), never below "tells nothing";
 - a change (deploy, upgrade, configuration, failover) is a suspect when it came
   shortly before the onset: within ``CHANGE_FULL`` it counts fully, earlier it
   decays with ``CHANGE_TAU`` towards ``CHANGE_FLOOR``, below "tells nothing": a
@@ -51,6 +55,7 @@ __all__ = [
     "estimate_onset",
     "event_relevance",
     "finding_times",
+    "since_relevance",
     "weigh_by_time",
 ]
 
@@ -62,6 +67,8 @@ CHANGE_TAU = 900.0  # ... earlier, its weight falls by e^-1 every 15 minutes
 CHANGE_FLOOR = 0.15  # towards this strength: "nothing changed shortly before"
 CHANGE_AFTER = 0.2  # a change after the onset (beyond the slack): a response, not a cause
 FULL = 0.97  # the strength of a dated finding that clearly belongs to the episode
+SINCE_FULL = 3600.0  # a count since a start less than an hour ago belongs to this incident
+SINCE_TAU = 6 * 3600.0  # ... one since longer ago, less: e^-1 of its weight six hours later
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,20 @@ def _dated(f: Finding) -> bool:
     return any(ev.times or ev.first_seen or ev.last_seen for ev in f.evidence)
 
 
+def _since(f: Finding) -> float | None:
+    """The earliest start of the counts a finding's evidence gives (None when it has none)."""
+    starts = [t for t in (_parse(ev.since) for ev in f.evidence) if t is not None]
+    return min(starts) if starts else None
+
+
+def since_relevance(start: float, now: float) -> float:
+    """How much a count since ``start`` belongs to what is happening at ``now``."""
+    span = max(0.0, now - start)
+    if span <= SINCE_FULL:
+        return FULL
+    return 0.5 + (FULL - 0.5) * math.exp(-(span - SINCE_FULL) / SINCE_TAU)
+
+
 def _run(ts: Sequence[float]) -> tuple[float, float]:
     """(start, end) of the last run of a finding's events: back from its last event while
     the gaps stay within ``EPISODE_GAP``, or within four times its usual gap for a
@@ -130,7 +151,7 @@ def estimate_onset(findings: Iterable[Finding], kb: KnowledgeBase, now: float) -
         if ts:
             start, end = _run(ts)
             runs.append((start, end, f.id))
-        else:
+        elif _since(f) is None:  # a count since a start dates nothing
             current.append(f.id)
     if current:
         runs.append((now, now, current[0]))
@@ -191,6 +212,13 @@ def weigh_by_time(findings: Sequence[Finding], kb: KnowledgeBase, now: float) ->
             out.append(f)
             continue
         ts = finding_times(f) if _dated(f) else []
+        start = _since(f) if not ts else None
+        if start is not None and fd.kind == "symptom":
+            r = since_relevance(start, now)
+            out.append(f if r >= FULL else replace(
+                f, strength=min(f.strength, r),
+                note=f"counted since a start {duration(now - start)} ago ({iso(start)}): not necessarily now"))
+            continue
         if not ts:
             out.append(f)
             continue

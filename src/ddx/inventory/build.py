@@ -325,7 +325,7 @@ def _listens(socks: Iterable[Any]) -> list[Listen]:
 
 
 def _name(program: str, argv: Sequence[str], taken: set[str]) -> str:
-    words = argv_words(argv)
+    words = argv_words(list(argv))
     name = program
     if program in ("gunicorn", "uwsgi", "unicorn", "puma") and words:
         app = next((w for w in reversed(words) if ":" in w and not w.startswith(("-", "/", "127.", "0.0."))), "")

@@ -8,7 +8,7 @@ replay sees the same services.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = [
@@ -227,7 +227,7 @@ def _tuple(raw: Any) -> tuple[Any, ...]:
 def _make(cls: type, raw: Any) -> Any:
     if not isinstance(raw, dict):
         raise ValueError(f"expected an object for {cls.__name__}, got {type(raw).__name__}")
-    names = set(cls.__dataclass_fields__)
+    names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in raw.items() if k in names})
 
 
@@ -240,16 +240,16 @@ def inventory_from_dict(raw: Any) -> Inventory:
         for s in raw.get("services", []):
             if not isinstance(s, dict):
                 raise ValueError("a service is not an object")
-            fields = dict(s)
-            fields["pids"] = _tuple(s.get("pids"))
-            fields["argv"] = _tuple(s.get("argv"))
-            fields["listens"] = tuple(_make(Listen, x) for x in s.get("listens", []))
-            fields["configs"] = tuple(_make(ConfigFile, x) for x in s.get("configs", []))
-            fields["logs"] = tuple(_make(LogFile, x) for x in s.get("logs", []))
-            fields["deps"] = tuple(_make(Dependency, x) for x in s.get("deps", []))
+            values = dict(s)
+            values["pids"] = _tuple(s.get("pids"))
+            values["argv"] = _tuple(s.get("argv"))
+            values["listens"] = tuple(_make(Listen, x) for x in s.get("listens", []))
+            values["configs"] = tuple(_make(ConfigFile, x) for x in s.get("configs", []))
+            values["logs"] = tuple(_make(LogFile, x) for x in s.get("logs", []))
+            values["deps"] = tuple(_make(Dependency, x) for x in s.get("deps", []))
             for key in ("data_dirs", "filesystems", "notes"):
-                fields[key] = _tuple(s.get(key))
-            services.append(_make(Service, fields))
+                values[key] = _tuple(s.get(key))
+            services.append(_make(Service, values))
         return Inventory(
             host=str(raw.get("host", "")),
             services=tuple(services),

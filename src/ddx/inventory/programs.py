@@ -176,12 +176,9 @@ def scan_settings(text: str, path: str) -> tuple[list[Endpoint], list[tuple[str,
 
 def read_settings(host: Host, path: str, how: str, detail: str, found: Found, base: str = "") -> None:
     """Read one settings file and add what it names to ``found``."""
-    try:
-        text = host.read_text(path, max_bytes=MAX_CONFIG_BYTES)
-    except (OSError, LookupError, TimeoutError) as exc:
-        found.config(path, how, detail, why(exc))
+    text = _read_config(host, path, how, detail, found)
+    if text is None:
         return
-    found.config(path, how, detail)
     found.own(posixpath.dirname(path))
     deps, logs, dirs = scan_settings(text, path)
     for e in deps:
@@ -281,12 +278,9 @@ def _postgres(host: Host, argv: Sequence[str], env: Mapping[str, str], cwd: str,
     queue = [(conf, "argv" if cfg_opt else "datadir", "-c config_file" if cfg_opt else "in -D")]
     while queue and len(found.configs) < MAX_CONFIGS:
         path, how, detail = queue.pop(0)
-        try:
-            text = host.read_text(path, max_bytes=MAX_CONFIG_BYTES)
-        except (OSError, LookupError, TimeoutError) as exc:
-            found.config(path, how, detail, why(exc))
+        text = _read_config(host, path, how, detail, found)
+        if text is None:
             continue
-        found.config(path, how, detail)
         kv = _kv_conf(text)
         for key in ("include", "include_if_exists"):
             if key in kv:
@@ -350,6 +344,17 @@ def _mysql(host: Host, argv: Sequence[str], env: Mapping[str, str], cwd: str, fo
             found.log(_abs(v, datadir), "config", key)
 
 
+def _read_config(host: Host, path: str, how: str, detail: str, found: Found) -> str | None:
+    """A configuration file's text, noted in ``found`` (with the reason when it cannot be read)."""
+    try:
+        text = host.read_text(path, max_bytes=MAX_CONFIG_BYTES)
+    except (OSError, LookupError, TimeoutError) as exc:
+        found.config(path, how, detail, why(exc))
+        return None
+    found.config(path, how, detail)
+    return text
+
+
 def _redis(host: Host, argv: Sequence[str], env: Mapping[str, str], cwd: str, found: Found) -> None:
     conf = next((a for a in argv[1:] if not a.startswith("-") and a.endswith(".conf")), "")
     how = "argv" if conf else "default"
@@ -357,12 +362,9 @@ def _redis(host: Host, argv: Sequence[str], env: Mapping[str, str], cwd: str, fo
         conf = next((p for p in ("/etc/redis/redis.conf", "/etc/redis.conf") if is_file(host, p)), "")
     if not conf:
         return
-    try:
-        text = host.read_text(conf, max_bytes=MAX_CONFIG_BYTES)
-    except (OSError, LookupError, TimeoutError) as exc:
-        found.config(conf, how, "", why(exc))
+    text = _read_config(host, conf, how, "", found)
+    if text is None:
         return
-    found.config(conf, how)
     kv = _kv_conf(text)
     base = _abs(kv.get("dir", cwd or "/"), cwd or "/")
     found.data(base)
@@ -455,12 +457,9 @@ def _phpfpm(host: Host, argv: Sequence[str], env: Mapping[str, str], cwd: str, f
     queue = [(main, "argv" if (opt or m) else "default", "")]
     while queue and len(found.configs) < MAX_CONFIGS:
         path, how, detail = queue.pop(0)
-        try:
-            text = host.read_text(path, max_bytes=MAX_CONFIG_BYTES)
-        except (OSError, LookupError, TimeoutError) as exc:
-            found.config(path, how, detail, why(exc))
+        text = _read_config(host, path, how, detail, found)
+        if text is None:
             continue
-        found.config(path, how, detail)
         kv = _kv_conf(text)
         if "include" in kv:
             pat = _abs(kv["include"], posixpath.dirname(path))

@@ -207,6 +207,15 @@ def _parse_check(spec: Any, p: Path_, probs: _Problems, cond_id: str, vocab: Ite
     if not run or not all(r.strip() for r in run):
         probs.add(p + ("run",), "the exact command(s) a person runs: a string or a list of strings")
         ok = False
+    else:
+        from ddx.engine.facts import FACTS, placeholders
+
+        for i, cmd in enumerate(run):
+            for name in placeholders(cmd):
+                if name not in FACTS:
+                    probs.add(p + ("run", i), f"unknown fact {{{{{name}}}}}{_suggest(name, FACTS)} "
+                                              f"(facts ddx fills in: {', '.join(sorted(FACTS))})")
+                    ok = False
     outcomes: list[Outcome] = []
     if not isinstance(spec["outcomes"], list) or not spec["outcomes"]:
         probs.add(p + ("outcomes",), "a non-empty list of {seen, means}")

@@ -28,11 +28,11 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ddx.host.base import Host
-from ddx.model import Evidence, Finding, State
+from ddx.model import Coverage, Evidence, Finding, State, absent_strength
 
 if TYPE_CHECKING:
     from ddx.inventory.model import Inventory
@@ -81,10 +81,15 @@ class ProbeContext:
         """One of the probe's options (its default unless ddx.toml overrides it)."""
         return self.config[key]
 
-    def combine(self, verdicts: list[tuple[str, bool, Evidence]], *, limit: int = 20) -> list[Finding]:
+    def combine(self, verdicts: list[tuple[str, bool, Evidence]], *, limit: int = 20,
+                missing: list[str] | None = None, keep_firm: tuple[str, ...] = ("svc.down",)) -> list[Finding]:
         """One finding per id from per-target verdicts ``(id, present, evidence)``:
         present when any target shows it (with those targets' evidence), else
-        absent with every target's evidence; at most ``limit`` evidence items."""
+        absent with every target's evidence; at most ``limit`` evidence items.
+        ``missing`` lists the targets that could not be read ("TARGET: reason"): an
+        absence then covers only the targets that were, and says which were not
+        (``Coverage``; a softer absence), except for the ids of ``keep_firm`` (a
+        target that answered an error is not down)."""
         by_id: dict[str, list[tuple[bool, Evidence]]] = {}
         for fid, present, ev in verdicts:
             by_id.setdefault(fid, []).append((present, ev))
@@ -93,7 +98,12 @@ class ProbeContext:
             rows = by_id[fid]
             present = any(p for p, _ in rows)
             evs = [ev for p, ev in rows if p] if present else [ev for _, ev in rows]
-            out.append(self.finding(fid, present, *evs[:limit]))
+            f = self.finding(fid, present, *evs[:limit])
+            if not present and missing and fid not in keep_firm:
+                read = tuple(dict.fromkeys(ev.source for _, ev in rows))
+                share = len(read) / (len(read) + len(missing))
+                f = replace(f, coverage=Coverage(read, tuple(missing), share), strength=absent_strength(share))
+            out.append(f)
         return out
 
     def window_start(self, now: float) -> float:

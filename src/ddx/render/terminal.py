@@ -10,7 +10,7 @@ from ddx.engine.diagnosis import LIKELY, Diagnosis, Hypothesis
 from ddx.engine.inference import Weight
 from ddx.model import Finding
 
-__all__ = ["render_terminal"]
+__all__ = ["clip", "render_terminal", "use_colour"]
 
 NBSP = "\u00a0"
 BAR = 20
@@ -57,7 +57,8 @@ def _wrap(text: str, first: str) -> str:
     return textwrap.fill(text, WIDTH, initial_indent=first, subsequent_indent=" " * len(first)).replace(NBSP, " ")
 
 
-def _clip(text: str, width: int) -> str:
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, with an ellipsis."""
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -71,11 +72,11 @@ def _evidence_lines(h: Hypothesis, by_id: Mapping[str, Finding], indent: str, sh
         shown.add(f.id)
         ev = f.evidence[0]
         src = f" [{ev.source}]" if ev.source and ev.source not in ev.summary else ""
-        lines.append(_clip(f"{indent}· {w.finding}: {ev.summary}{src}", WIDTH))
+        lines.append(clip(f"{indent}· {w.finding}: {ev.summary}{src}", WIDTH))
         for sample in ev.samples[:1]:
-            lines.append(_clip(f"{indent}    {sample.strip()}", WIDTH))
+            lines.append(clip(f"{indent}    {sample.strip()}", WIDTH))
         if f.note:
-            lines.append(_clip(f"{indent}    (counts {f.strength:.0%}: {f.note})", WIDTH))
+            lines.append(clip(f"{indent}    (counts {f.strength:.0%}: {f.note})", WIDTH))
     return lines
 
 
@@ -92,16 +93,16 @@ def render_terminal(d: Diagnosis, *, colour: bool = False, top: int = SHOWN) -> 
     onset = meta.get("onset") or {}
     if onset.get("time"):
         state = "still going on" if onset.get("ongoing") else "not seen at the time of looking"
-        out.append(_clip(f"trouble began about {onset['time']} ({state}): {onset.get('basis', '')}", WIDTH))
+        out.append(clip(f"trouble began about {onset['time']} ({state}): {onset.get('basis', '')}", WIDTH))
     for probe in meta.get("probes", []):
         if probe.get("status") == "ok" and probe.get("reason"):
-            out.append(s(_clip(f"  note from probe {probe['name']}: {probe['reason']}", WIDTH), "2"))
+            out.append(s(clip(f"  note from probe {probe['name']}: {probe['reason']}", WIDTH), "2"))
     gaps = d.not_looked_at()
     if gaps:
         out.append(s("Not looked at (its findings stay unknown or count less, unlike \"looked, not there\"):", "33"))
         for what, fids in gaps[:6]:
             tail = f" [{', '.join(fids[:3])}{' …' if len(fids) > 3 else ''}]" if fids else ""
-            out.append(s(_clip(f"  - {what}{tail}", WIDTH), "33"))
+            out.append(s(clip(f"  - {what}{tail}", WIDTH), "33"))
         if len(gaps) > 6:
             out.append(s(f"  - and {len(gaps) - 6} more (see --json)", "33"))
     out.append("")

@@ -15,8 +15,9 @@ Sources:
   (``*.dist-info``, ``*.gemspec``, global ``node_modules``). Only these
   logs make the finding absent: without a package log the finding stays
   unknown.
-- configuration: files under ``config_paths`` (``/etc``) modified in the
-  window. The walk is bounded (``max_depth``, ``max_config_files``).
+- configuration: files under ``config_paths`` (``/etc``), and the
+  configuration files the running services were started with (the
+  inventory's, wherever they live), modified in the window. The walk is bounded (``max_depth``, ``max_config_files``).
   Modification time only: dpkg and image extraction set the change time
   (ctime) of every file they touch, and package changes have their own
   finding. A directory modified in the window while none of its entries was
@@ -34,7 +35,11 @@ Sources:
   is a deploy's time), and the application directories of ``app_dirs``: a
   git checkout's last reflog entry (``.git/logs/HEAD``: time and message),
   or the ``current`` symlink of a Capistrano-style ``releases/`` layout (the
-  release's timestamped name, else its modification time). With none of
+  release's timestamped name, else its modification time); and each running
+  service's working folder (from the inventory): a git checkout or release
+  layout there as above, else its newest code file (``.py``, ``.rb``,
+  ``.php``, ``.js``, ``.jar``...; caches, logs and dependencies not walked),
+  code copied in place being a deploy too. With none of
   these on the host the finding stays unknown (nothing tells how code gets
   here).
 - service restarts: systemd units whose ``ActiveEnterTimestamp`` is in the
@@ -74,9 +79,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ddx.host import Host
+from ddx.inventory.files import expand_glob
 from ddx.model import Evidence, Finding, event_times
 from ddx.probes.base import ProbeContext, probe
-from ddx.probes.history.logfiles import collect_logs, expand_glob, host_zone
+from ddx.probes.history.logfiles import collect_logs, host_zone
 from ddx.units import duration, iso
 
 __all__ = [

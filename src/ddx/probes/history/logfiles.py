@@ -1,8 +1,11 @@
 """Log files: error signatures of the recent window, and logs cut off or stopped.
 
-Which logs: the usual ones (``DEFAULT_LOGS``: syslog/messages, nginx and
-Apache/httpd error logs, PHP-FPM, PostgreSQL, MySQL/MariaDB, Redis,
-supervisor's program logs) plus the globs of the ``paths`` option. The
+Which logs: the globs of the ``paths`` option; then, with ``discover``, the
+logs of every service the inventory found (named in its configuration, held
+open by it, or written lately in /var/log or its own folders; access logs are
+the http probe's) and the usual places (``DEFAULT_LOGS``: syslog/messages,
+nginx and Apache/httpd error logs, PHP-FPM, PostgreSQL, MySQL/MariaDB, Redis,
+supervisor's program logs). The
 journal (``journalctl``) is read when no syslog file is (``journal = "auto"``):
 on hosts with rsyslog the two hold the same messages, and counting each twice
 would double every count.
@@ -26,6 +29,11 @@ What they say: the signature table of ``ddx.probes.parsers.signatures``. A findi
 present when one of its signatures has at least its ``min_count`` lines in the
 window across all logs read, and absent when logs were read and none does.
 When no log at all can be read the probe raises, so the findings stay unknown.
+
+Coverage: an absence says which services' logs were read and which were not
+(a service whose log was not found, a log that could not be read; a service
+run by systemd is covered by the journal or syslog when those were read). An
+absence read in part of the services is a softer absence (``ddx.model``).
 
 ``logs.truncated_lines``, two ways:
 
@@ -69,6 +77,7 @@ from dataclasses import dataclass, field, replace
 
 from ddx.errors import ProbeError
 from ddx.host import Host, redact_text
+from ddx.inventory.files import expand_glob
 from ddx.inventory.model import Inventory
 from ddx.model import Coverage, Evidence, Finding, absent_strength, event_times
 from ddx.probes.base import ProbeContext, probe
@@ -91,7 +100,6 @@ __all__ = [
     "TextScan",
     "collect_logs",
     "cut_record",
-    "expand_glob",
     "host_zone",
     "judge_signatures",
     "logfiles",
@@ -130,7 +138,6 @@ SETTLE_SECONDS = 60.0  # a line without its newline younger than this may be hal
 STALL_FACTOR = 20.0  # silence / usual gap between records above which a log "stopped"
 SAMPLE_CHARS = 400  # a sample line longer than this is cut (with an ellipsis)
 _BACKTRACK_LINES = 200  # how far up to look for the timestamp of a continuation line
-_MAX_GLOB = 200  # paths one glob may expand to
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -160,33 +167,6 @@ def read_log(host: Host, path: str, max_bytes: int) -> LogChunk:
     return LogChunk(path, text, st.size, st.mtime, got, st.size > got)
 
 
-def expand_glob(host: Host, pattern: str, limit: int = _MAX_GLOB) -> list[str]:
-    """Paths matching a shell glob (``*``, ``?``, ``[..]`` in any component),
-    found with the host's ``listdir``; sorted; at most ``limit``. A pattern
-    without wildcards is returned as is (whether it exists or not)."""
-    if not any(c in pattern for c in "*?["):
-        return [pattern]
-    parts = [p for p in pattern.split("/") if p]
-    found = ["/"]
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        nxt: list[str] = []
-        for base in found:
-            if not any(c in part for c in "*?["):
-                nxt.append(os.path.join(base, part))
-                continue
-            try:
-                names = host.listdir(base)
-            except (OSError, LookupError):
-                continue
-            nxt.extend(os.path.join(base, n) for n in names if fnmatch.fnmatchcase(n, part)
-                       and (part.startswith(".") or not n.startswith(".")))
-            if len(nxt) > limit * 4 and not last:
-                break
-        found = nxt
-        if not found:
-            return []
-    return sorted(found)[:limit]
 
 
 def host_zone(host: Host) -> _dt.tzinfo:

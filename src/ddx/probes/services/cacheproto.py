@@ -548,7 +548,8 @@ def judge_targets(ctx: Any, sampled: list[Sampled], program: str, judge: Any) ->
             )))
         elif s.first is not None:
             judged += judge(s.first, s.second, s.seconds, ctx.config, s.target.name)
-    return ctx.combine(judged)
+    missing = [f"{s.target.name}: {s.error}" for s in sampled if s.error and s.first is None and not s.refused]
+    return ctx.combine(judged, missing=missing)
 
 
 def failures_error(sampled: list[Sampled]) -> str:

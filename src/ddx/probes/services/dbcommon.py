@@ -7,10 +7,11 @@ waits, id sequences, replication, read-only, down), target by target.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ddx.errors import ProbeError
-from ddx.model import Coverage, Evidence, Finding, State, absent_strength
+from ddx.model import Evidence, Finding, State
 from ddx.probes.base import ProbeContext
 
 __all__ = ["FINDINGS", "TargetError", "check_options", "combine_targets", "quote"]
@@ -42,17 +43,13 @@ def quote(text: Any) -> str:
 
 
 def combine_targets(ctx: ProbeContext, judged: list[tuple[str, bool, Evidence]], failures: list[str]) -> list[Finding]:
-    """One finding per id (``ctx.combine``); the targets that could not be read
-    are added to the evidence of absent findings, which they leave uncertain."""
+    """One finding per id (``ctx.combine``); the targets that could not be read are
+    added to the evidence of absent findings, and their coverage says so."""
     lost = [Evidence(source=f.split(": ", 1)[0].removeprefix("could not probe "), summary=f) for f in failures]
-    read = sorted({ev.source for _fid, _p, ev in judged})
     out = []
-    for f in ctx.combine(judged, limit=1000):
+    for f in ctx.combine(judged, limit=1000, missing=list(failures)):
         if f.state is State.ABSENT and f.id != "svc.down" and lost:
-            share = len(read) / (len(read) + len(lost)) if read else 0.0
-            cov = Coverage(tuple(read), tuple(e.summary for e in lost), share)
-            f = Finding(f.id, f.state, f.source, f.evidence + tuple(lost), coverage=cov,
-                        strength=absent_strength(share))
+            f = replace(f, evidence=f.evidence + tuple(lost))
         out.append(f)
     return out
 

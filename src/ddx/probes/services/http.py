@@ -13,9 +13,11 @@ Where the evidence comes from:
   ``access_logs`` and the Debian defaults when they exist. Only the tail
   (``max_log_bytes``) and the lines of the lookback window count.
 - **Status pages**: nginx ``stub_status`` (active connections against
-  ``worker_processes x worker_connections``) and Apache ``server-status?auto``
-  (busy workers against ``apache_max_workers`` or the scoreboard):
-  ``svc.worker_pool_saturated``.
+  ``worker_processes x worker_connections``; or, when none is full now,
+  connections accepted and not handled since nginx started, which it closes
+  at once for want of a free connection slot: a count with that start as its
+  ``since``) and Apache ``server-status?auto`` (busy workers against
+  ``apache_max_workers`` or the scoreboard): ``svc.worker_pool_saturated``.
 - **Requests**: ``targets`` (``http://`` / ``https://`` URLs) and, with
   ``check_listeners``, ``/`` of every plain-HTTP listener of a discovered web
   server: ``requests`` GETs each (``timeout_s`` per request, redirects
@@ -57,6 +59,7 @@ from ddx.probes.parsers.httpparse import (
     parse_stub_status,
 )
 from ddx.probes.services.web import WebServer, hostport, web_servers
+from ddx.units import iso
 from ddx.urls import mask_url
 
 __all__ = ["Reply", "fetch", "http"]
@@ -236,12 +239,24 @@ def _status_page(ctx: ProbeContext, url: str, server: WebServer | None, found: _
         # slots are free: a saturated nginx shows 82-94 % of this capacity.
         nlisten = len(server.listeners) if server else 0
         cap = procs * max(1, info.worker_connections - nlisten)
-        found.verdicts.append(("svc.worker_pool_saturated", st.active >= ratio * cap, Evidence(
+        full = st.active >= ratio * cap
+        dropped = st.accepts - st.handled  # connections nginx accepted and closed at once: no slot left
+        svc = ctx.inv.service_of(server.master) if server and server.master else None
+        started = svc.started if svc is not None else None
+        evidence = Evidence(
             source=mask_url(url),
             summary=f"nginx active connections {st.active} of {cap} ({procs} workers x (worker_connections "
             f"{info.worker_connections} - {nlisten} listening sockets)); reading {st.reading}, "
             f"writing {st.writing}, waiting {st.waiting}",
-            value=st.active, threshold=round(ratio * cap, 1), unit="connections")))
+            value=st.active, threshold=round(ratio * cap, 1), unit="connections")
+        if not full and dropped > 0:
+            evidence = Evidence(
+                source=mask_url(url),
+                summary=f"{dropped} connection(s) accepted and not handled (accepts {st.accepts}, handled "
+                        f"{st.handled}) since nginx started: it ran out of worker_connections "
+                        f"({info.worker_connections}); active now {st.active} of {cap}",
+                value=dropped, threshold=0, unit="connections", since=iso(started) if started else None)
+        found.verdicts.append(("svc.worker_pool_saturated", full or dropped > 0, evidence))
         return True
     try:
         ap = parse_server_status(text)

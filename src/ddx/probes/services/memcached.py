@@ -26,12 +26,16 @@ What each finding means here (and why):
   (at ``maxconns`` memcached accepts and at once closes new connections with
   "ERROR Too many open connections": clients are refused by the server) or
   ``listen_disabled_num`` rose (it stopped accepting: clients queue in the
-  backlog and time out). Absence is not reported: this memcached not refusing
+  backlog and time out); or, when neither rose in the window, either counts
+  any since the start (with that start as ``since``). Absence is not reported: this memcached not refusing
   says nothing of the host's other services.
 - ``http.request_too_large``: ``store_too_large`` (memcached >= 1.5.x: sets
   refused with "SERVER_ERROR object too large for cache") rose in the window,
-  or since the start it is at least ``too_large_share`` of all sets: a server
-  refusing oversized commands, which is what the finding means. Evidence
+  or counts any since the server started: a server refusing oversized
+  commands, which is what the finding means. A count since the start carries
+  that start as ``since``, and the timing stage weighs it by how long ago that
+  was (eight refusals since a start ten minutes ago are this incident's; since
+  a start last month, they may be anybody's). Evidence
   carries ``item_size_max`` and ``conn_yields`` (rising when clients send
   multi-gets bigger than ``reqs_per_event``: large batched requests).
 - ``svc.down``: a *configured* target that refuses the connection is down.
@@ -65,7 +69,7 @@ from ddx.probes.services.cacheproto import (
     resolve_targets,
     sample_twice,
 )
-from ddx.units import size
+from ddx.units import duration, iso, size
 
 __all__ = ["DEFAULTS", "FINDINGS", "MemcachedSample", "judge", "memcached", "read_sample"]
 
@@ -95,8 +99,6 @@ DEFAULTS: dict[str, Any] = {
     "evictions_min": 5,
     # store_too_large since the start as a share of all sets (when none fell
     # in the window): 0.1% of sets refused is a client that keeps sending them.
-    "too_large_share": 0.001,
-    "too_large_min": 10,
 }
 
 
@@ -137,6 +139,17 @@ def _delta(a: Mapping[str, str], b: Mapping[str, str], key: str) -> int | None:
 
 
 
+def _since(s: Mapping[str, str]) -> str | None:
+    """When the counters began: the server's own clock less its uptime."""
+    t, up = _int(s, "time"), _int(s, "uptime")
+    return iso(t - up) if t is not None and up is not None else None
+
+
+def _up(s: Mapping[str, str]) -> str:
+    up = _int(s, "uptime")
+    return duration(up) if up is not None else "an unknown time"
+
+
 def judge(
     a: Mapping[str, str], b: Mapping[str, str] | None, seconds: float, options: Mapping[str, Any], source: str
 ) -> list[tuple[str, bool, Evidence]]:
@@ -173,7 +186,9 @@ def judge(
             f"{b.get('evictions', '?')} evictions since start",
         ))
 
+    since = _since(b)
     rej, lis = _delta(a, b, "rejected_connections"), _delta(a, b, "listen_disabled_num")
+    rej_all, lis_all = _int(b, "rejected_connections") or 0, _int(b, "listen_disabled_num") or 0
     if rej or lis:
         parts = []
         if rej:
@@ -187,6 +202,16 @@ def judge(
             threshold=0,
             count=(rej or 0) + (lis or 0),
         )))
+    elif rej_all or lis_all:  # not in the window, but since the start: when, the counter cannot say
+        out.append(("net.connections_refused", True, Evidence(
+            source=source,
+            summary=f"none in the {seconds:.1f}s window, but since memcached started {_up(b)} ago: "
+                    f"rejected_connections {rej_all}, listen_disabled_num {lis_all}; connections {conns}",
+            value=rej_all + lis_all,
+            threshold=0,
+            count=rej_all + lis_all,
+            since=since,
+        )))
 
     big = _delta(a, b, "store_too_large")
     if big is not None:
@@ -194,23 +219,26 @@ def judge(
         sets = (_int(b, "cmd_set") or 0) + total
         share = total / sets if sets else 0.0
         recent = big > 0
-        chronic = total >= int(opt["too_large_min"]) and share >= float(opt["too_large_share"])
         limit = _int(b, "settings.item_size_max")
         if recent:
             summary = f"store_too_large +{big} in {seconds:.1f}s: sets refused as larger than the item size limit"
+        elif total:
+            summary = (f"none in the {seconds:.1f}s window, but {total} set(s) refused as larger than the item "
+                       f"size limit since memcached started {_up(b)} ago ({share:.2%} of sets)")
         else:
-            summary = f"no set refused as too large in {seconds:.1f}s; {total} since start ({share:.2%} of sets)"
+            summary = f"no set refused as too large since memcached started {_up(b)} ago"
         yields = _delta(a, b, "conn_yields")
         extra = [f"item_size_max {size(limit)}" if limit is not None else "item_size_max unknown"]
         if yields:
             extra.append(f"conn_yields +{yields} (multi-gets larger than reqs_per_event)")
-        out.append(("http.request_too_large", recent or chronic, Evidence(
+        out.append(("http.request_too_large", recent or total > 0, Evidence(
             source=source,
             summary=summary + "; " + ", ".join(extra),
             value=big if recent else total,
             threshold=limit if limit is not None else None,
             unit="bytes (threshold: item_size_max)" if limit is not None else "",
             count=big if recent else total,
+            since=None if recent else since,
         )))
     return out
 

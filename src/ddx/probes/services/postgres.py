@@ -29,7 +29,9 @@ What each finding means here:
   / "remaining connection slots are reserved".
 - ``svc.db_locks_blocked``: sessions waiting on a lock (``pg_blocking_pids``);
   evidence names each waiting pid, its query, the blocker's pid, state and
-  transaction age. Transactions open longer than ``long_transaction_seconds``
+  transaction age. With nothing waiting now, deadlocks counted since the
+  statistics were reset (``pg_stat_database``, else since the server started)
+  say sessions did: present, with that start as the count's ``since``. Transactions open longer than ``long_transaction_seconds``
   (the usual blockers of migrations and vacuum) are added as evidence to this
   finding, whether or not anything waits: there is no finding of their own.
 - ``svc.db_sequence_near_max``: a sequence whose last value is at least
@@ -77,7 +79,7 @@ from ddx.probes.services.dbcommon import (
     combine_targets,
     quote,
 )
-from ddx.units import duration
+from ddx.units import duration, iso
 from ddx.urls import mask_url
 
 __all__ = [
@@ -309,7 +311,10 @@ SELECT json_build_object('part', 'activity',
      FROM pg_stat_activity WHERE xact_start < now() - make_interval(secs => {long_s:.3f})
        AND pid <> pg_backend_pid() ORDER BY xact_start LIMIT 10) l),
   'long_count', (SELECT count(*) FROM pg_stat_activity WHERE xact_start < now() - make_interval(secs => {long_s:.3f})
-       AND pid <> pg_backend_pid()))"""
+       AND pid <> pg_backend_pid()),
+  'deadlocks', (SELECT sum(deadlocks) FROM pg_stat_database),
+  'counted_since', (SELECT extract(epoch FROM coalesce(min(stats_reset), pg_postmaster_start_time()))::float8
+       FROM pg_stat_database))"""
     sequences = """WITH seqcol AS (
   SELECT d.refobjid AS seq, ad.adrelid AS rel, ad.adnum AS attnum
   FROM pg_depend d JOIN pg_attrdef ad ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
@@ -549,8 +554,18 @@ def judge(reading: Reading, options: Mapping[str, Any]) -> list[tuple[str, bool,
                 samples=tuple(f"pid {r.get('pid')} {r.get('usename')}@{r.get('datname')} {r.get('state')}, open "
                               f"{duration(_num(r.get('xact_s')))}: {quote(r.get('query'))}" for r in long_rows[:5]),
             ))
-        out.append(("svc.db_locks_blocked", bool(blocked), evs[0]))
-        out += [("svc.db_locks_blocked", bool(blocked), e) for e in evs[1:]]
+        deadlocks = int(_num(act.get("deadlocks")) or 0)
+        since = _num(act.get("counted_since"))
+        if not blocked and deadlocks > 0:  # nothing waits now; the deadlock detector says sessions did
+            evs.insert(0, Evidence(
+                source=src,
+                summary=f"no session waits now, but {deadlocks} deadlock(s) were detected since "
+                        f"{iso(since) if since else 'the statistics were reset'} (pg_stat_database): sessions "
+                        f"waited on each other's locks",
+                value=deadlocks, threshold=0, count=deadlocks, since=iso(since) if since else None))
+        locked = bool(blocked) or deadlocks > 0
+        out.append(("svc.db_locks_blocked", locked, evs[0]))
+        out += [("svc.db_locks_blocked", locked, e) for e in evs[1:]]
 
     seq = p.get("sequences")
     if seq is not None:

@@ -74,7 +74,7 @@ from ddx.probes.services.cacheproto import (
     resolve_targets,
     sample_twice,
 )
-from ddx.units import size
+from ddx.units import duration, iso, size
 
 __all__ = ["DEFAULTS", "FINDINGS", "judge", "read_sample", "redis"]
 
@@ -169,6 +169,12 @@ def _memory(s: Mapping[str, str]) -> tuple[int | None, int | None, str, str]:
     return used, limit, policy, f"used_memory {size(used)} of maxmemory {size(limit)}{pct}, policy {policy}"
 
 
+def _since(s: Mapping[str, str]) -> str | None:
+    """When the counters began: the server's own clock (``server_time_usec``) less its uptime."""
+    usec, up = _int(s, "server_time_usec"), _int(s, "uptime_in_seconds")
+    return iso(usec / 1e6 - up) if usec is not None and up is not None else None
+
+
 def judge(
     a: Mapping[str, str], b: Mapping[str, str] | None, seconds: float, options: Mapping[str, Any], source: str
 ) -> list[tuple[str, bool, Evidence]]:
@@ -241,14 +247,20 @@ def judge(
         out.append(eviction_verdict("evicted_keys", ev, seconds, opt, source, f"{mem}{note}"))
 
     rej = _delta(a, b, "rejected_connections")
-    if rej:
+    rej_all = _int(b, "rejected_connections") or 0
+    if rej or rej_all:
+        up = _int(b, "uptime_in_seconds")
+        when = (f"+{rej} in {seconds:.1f}s" if rej else
+                f"{rej_all} since Redis started {duration(up) if up is not None else 'an unknown time'} ago, "
+                f"none in the {seconds:.1f}s window")
         out.append(("net.connections_refused", True, Evidence(
             source=source,
-            summary=f"rejected_connections +{rej} in {seconds:.1f}s (at maxclients {maxclients}: "
+            summary=f"rejected_connections {when} (at maxclients {maxclients}: "
             f"'max number of clients reached'); clients {last.get('connected_clients', '?')}",
-            value=rej,
+            value=rej or rej_all,
             threshold=0,
-            count=rej,
+            count=rej or rej_all,
+            since=None if rej else _since(b),
         )))
 
     if counts_errors:
@@ -264,6 +276,7 @@ def judge(
                 value=oom_now if oom_now > 0 else oom_total,
                 threshold=0,
                 count=oom_now if oom_now > 0 else oom_total,
+                since=None if oom_now > 0 else _since(b),
             )))
         ro = max(0, _errors(b, "READONLY") - _errors(a, "READONLY"))
         misconf = max(0, _errors(b, "MISCONF") - _errors(a, "MISCONF"))

@@ -24,6 +24,9 @@ where "not seen" stays unknown instead of absent:
   or stepped by a time daemon leaves no kernel line.
 
 The last two are reported when seen, never as absent.
+``procs.segfaults_multiple_binaries`` needs two different programs crashing
+within ``MULTI_CRASH_GAP`` (10 min) of each other: unrelated programs crashing
+hours apart are two stories, not one machine going bad.
 ``memory.oom_kills_repeated`` (one program OOM-killed again and again, a new
 process each time, within minutes) is judged only when there were OOM kills.
 

@@ -1,0 +1,127 @@
+"""The onset and the weight of dated evidence against it (pure, on made-up findings)."""
+
+from __future__ import annotations
+
+from ddx.engine.diagnosis import diagnose
+from ddx.engine.timing import (
+    CHANGE_AFTER,
+    CHANGE_FLOOR,
+    FULL,
+    change_relevance,
+    estimate_onset,
+    event_relevance,
+    weigh_by_time,
+)
+from ddx.kb.loader import load_kb
+from ddx.model import Evidence, Finding, State, event_times
+from ddx.units import iso
+
+KB = load_kb()
+NOW = 1_800_000_000.0
+
+
+def dated(fid: str, *times: float, state: State = State.PRESENT) -> Finding:
+    ev = Evidence(source="test", summary=fid, first_seen=iso(min(times)), last_seen=iso(max(times)),
+                  times=event_times(list(times)))
+    return Finding(fid, state, "probe:test", (ev,))
+
+
+def now_state(fid: str) -> Finding:
+    return Finding(fid, State.PRESENT, "probe:test", (Evidence(source="statvfs /", summary=fid),))
+
+
+def by_id(findings: list[Finding]) -> dict[str, Finding]:
+    return {f.id: f for f in findings}
+
+
+def test_the_onset_is_the_start_of_the_last_episode():
+    errors = dated("logs.enospc", *[NOW - 300 + i for i in range(0, 300, 5)])
+    old_crash = dated("procs.segfault", NOW - 4 * 3600)
+    onset = estimate_onset([errors, old_crash, now_state("disk.space_exhausted")], KB, NOW)
+    assert onset.time == NOW - 300 and onset.ongoing
+    assert "logs.enospc" in onset.basis
+
+
+def test_a_symptom_that_comes_sparsely_is_one_run():
+    """An error every three minutes on a quiet site began with its first line, not its last."""
+    sparse = dated("logs.timeouts", *[NOW - 1800 + 180 * i for i in range(10)])
+    assert estimate_onset([sparse], KB, NOW).time == NOW - 1800
+
+
+def test_no_dated_symptom_means_the_time_of_looking():
+    onset = estimate_onset([now_state("disk.space_exhausted")], KB, NOW)
+    assert onset.time == NOW and "time of looking" in onset.basis
+    assert estimate_onset([], KB, NOW).time is None
+
+
+def test_event_relevance_decays_to_telling_nothing():
+    onset = NOW - 100
+    assert event_relevance(onset + 10, onset) == FULL
+    assert event_relevance(onset - 20, onset) == FULL  # within the slack
+    far = event_relevance(onset - 3 * 3600, onset)
+    near = event_relevance(onset - 120, onset)
+    assert 0.5 <= far < 0.51 and far < near < FULL
+
+
+def test_change_relevance():
+    onset = NOW - 600
+    assert change_relevance([onset - 60], onset)[0] == FULL
+    assert change_relevance([onset + 600], onset)[0] == CHANGE_AFTER  # after the errors began: a response
+    hours, _ = change_relevance([onset - 5 * 3600], onset)
+    assert abs(hours - CHANGE_FLOOR) < 0.01
+    # the most suspicious of several: the latest before the onset
+    r, t = change_relevance([onset - 5 * 3600, onset - 90, onset + 900], onset)
+    assert r == FULL and t == onset - 90
+
+
+def test_installs_hours_before_the_errors_become_context_not_a_suspect():
+    errors = dated("logs.missing_code", *[NOW - 200 + i for i in range(0, 200, 4)])
+    installs = dated("change.recent_package_upgrade", NOW - 3 * 3600, NOW - 2 * 3600)
+    out, onset = weigh_by_time([errors, installs], KB, NOW)
+    f = by_id(out)["change.recent_package_upgrade"]
+    assert f.state is State.ABSENT and f.strength > 0.8 and "context" in f.note
+    # the same upgrade a minute before the errors began is the prime suspect
+    fresh = dated("change.recent_package_upgrade", NOW - 260)
+    out, _ = weigh_by_time([errors, fresh], KB, NOW)
+    assert by_id(out)["change.recent_package_upgrade"] == fresh
+    d_old = diagnose(KB, weigh_by_time([errors, installs], KB, NOW)[0])
+    d_new = diagnose(KB, out)
+    p = {h.id: h.probability for h in d_old.hypotheses}
+    q = {h.id: h.probability for h in d_new.hypotheses}
+    assert q["package-upgrade-regression"] > 5 * p["package-upgrade-regression"]
+
+
+def test_old_kernel_errors_weigh_less_than_fresh_ones():
+    enospc = dated("logs.enospc", *[NOW - 120 + i for i in range(0, 120, 2)])
+    full = now_state("disk.space_exhausted")
+    old_mce = dated("kernel.hardware_error", NOW - 2 * 3600)
+    out, _ = weigh_by_time([enospc, full, old_mce], KB, NOW)
+    mce = by_id(out)["kernel.hardware_error"]
+    assert mce.state is State.PRESENT and mce.strength < 0.55 and "before the trouble began" in mce.note
+    d = diagnose(KB, out)
+    assert d.hypotheses[0].id == "disk-full" and d.hypotheses[0].probability > 0.9
+    assert "kernel.hardware_error" not in d.symptoms  # too soft to say "something is wrong"
+
+
+def test_a_fault_that_is_all_events_is_its_own_episode():
+    """Machine checks and two crashes a few minutes ago, nothing else: they are the incident."""
+    t = NOW - 240
+    out, onset = weigh_by_time([dated("kernel.hardware_error", t, t + 1),
+                                dated("procs.segfaults_multiple_binaries", t + 2, t + 3),
+                                dated("procs.segfault", t + 2, t + 3)], KB, NOW)
+    assert onset.time == t and not onset.ongoing
+    assert all(f.strength == 1.0 for f in out)
+    assert diagnose(KB, out).hypotheses[0].id == "hardware-fault"
+
+
+def test_a_persons_word_is_never_reweighed():
+    old = Finding("change.recent_deploy", State.PRESENT, "cli")
+    out, _ = weigh_by_time([old, dated("logs.timeouts", NOW - 10)], KB, NOW)
+    assert by_id(out)["change.recent_deploy"] is old
+
+
+def test_event_times_keep_every_quiet_stretch():
+    ts = [NOW + i * 0.5 for i in range(1000)] + [NOW + 3600 + i for i in range(30)]
+    kept = event_times(ts)
+    assert kept[0] == iso(NOW) and iso(NOW + 499.5) in kept and iso(NOW + 3600) in kept
+    assert len(kept) <= 50
