@@ -3,7 +3,7 @@
 The command line, a daemon and a web front end call these functions and render
 the ``Report`` they return; nothing here prints. One pipeline, one direction::
 
-    host or bundle -> inventory -> probes -> findings -> timing -> engine -> Report
+    host or bundle -> inventory -> probes -> findings -> coverage, timing -> engine -> Report
     case file ----------------------------> findings ----------------^
 
 - ``diagnose_host``: probe this host (or replay a bundle with ``bundle=``);
@@ -61,13 +61,15 @@ def load_knowledge(kb_dirs: Sequence[str] = ()) -> KnowledgeBase:
 
 def _judge(
     kb: KnowledgeBase, evidence: Sequence[Finding], person: Sequence[Finding], now: float | None, meta: dict[str, Any],
-    checks: int, facts: Any = None,
+    checks: int, facts: Any = None, inventory: Inventory | None = None,
 ) -> tuple[Diagnosis, list[Finding], Onset | None]:
+    from ddx.engine.coverage import refine_coverage
     from ddx.engine.diagnosis import diagnose
     from ddx.engine.timing import weigh_by_time
     from ddx.model import merge_findings
 
     onset = None
+    evidence = refine_coverage(evidence, inventory)
     if now is not None:
         evidence, onset = weigh_by_time(list(evidence), kb, now)
         meta["onset"] = onset.to_dict()
@@ -123,7 +125,7 @@ def diagnose_host(
         "collection_seconds": seconds,
     }
     d, findings, onset = _judge(kb, evidence, observations, host.time(), meta, checks,
-                                facts_from(col.inventory, evidence))
+                                facts_from(col.inventory, evidence), col.inventory)
     return Report(d, tuple(findings), onset, col.inventory, col.results, col.host, col.started, col.seconds, meta)
 
 

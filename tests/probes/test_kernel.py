@@ -536,3 +536,28 @@ def test_live_a_job_rerun_into_its_memory_limit_is_oom_killed_again_and_again() 
     assert status == "ok"
     rep = found["memory.oom_kills_repeated"]
     assert rep.state is State.PRESENT and f"{name} OOM-killed 3 times" in rep.evidence[0].summary, rep.evidence[0]
+
+
+def test_io_errors_of_a_device_nothing_uses_are_not_the_hosts_storage_failing() -> None:
+    log = _log((-60, "blk_update_request: I/O error, dev fd0, sector 0 op 0x0:(READ) flags 0x0"))
+    got = _by_id(judge(log, since=NOW - 3600, devices=frozenset({"vda1", "vda"})))
+    present, ev = got["disk.io_errors"]
+    assert present is False and "devices that back no mounted filesystem or swap (fd0)" in ev.summary
+    got = _by_id(judge(_log((-60, "blk_update_request: I/O error, dev vda, sector 2048 op 0x1:(WRITE)")),
+                       since=NOW - 3600, devices=frozenset({"vda1"})))
+    assert got["disk.io_errors"][0] is True  # the disk under a mounted partition
+    got = _by_id(judge(log, since=NOW - 3600, devices=None))
+    assert got["disk.io_errors"][0] is True  # usage unknown: counted
+
+
+def test_crashes_of_two_programs_count_together_only_within_ten_minutes() -> None:
+    """A chain of crashes a few minutes apart is not one window: a report job crashing every
+    three minutes next to a crash half an hour ago is no 'several programs at once'."""
+    lines = [(-1800.0, "thumbnailer[100]: segfault at 0 ip 0 sp 0 error 4 in thumbnailer[1000+1000]")]
+    lines += [(-1800.0 + 180 * i, f"report-export[{200 + i}]: segfault at 0 ip 0 sp 0 error 4 in x[1000+1000]")
+              for i in range(4, 11)]
+    got = _by_id(judge(_log(*lines), since=NOW - 3600))
+    assert got["procs.segfaults_multiple_binaries"][0] is False
+    lines.append((-60.0, "nightly-report[300]: segfault at 0 ip 0 sp 0 error 4 in y[1000+1000]"))
+    present, ev = _by_id(judge(_log(*lines), since=NOW - 3600))["procs.segfaults_multiple_binaries"]
+    assert present and "nightly-report" in ev.summary and "thumbnailer" not in ev.summary

@@ -133,7 +133,7 @@ _HARDWARE = [
 ]
 
 _BLOCK_DEV = re.compile(
-    r"(?:\bdev(?:ice)?\s+|\(|\[)((?:sd|vd|xvd|hd|nvme|mmcblk|dm-|md|loop|nbd|rbd|sr)[\w-]*)"
+    r"(?:\bdev(?:ice)?\s+|\(|\[)((?:sd|vd|xvd|hd|nvme|mmcblk|dm-|md|loop|nbd|rbd|sr|fd)[\w-]*)"
 )
 
 _IO = [

@@ -47,7 +47,7 @@ when both are refused the probe is ``denied`` and its findings stay unknown.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ddx.errors import ProbeError
 from ddx.host import Host
@@ -62,6 +62,7 @@ from ddx.probes.parsers.kmsg import (
     parse_journal_short_unix,
     program_key,
 )
+from ddx.probes.parsers.mounts import parse_mountinfo
 from ddx.units import duration, iso
 
 __all__ = ["KernelLog", "judge", "kernel", "read_kernel_log"]
@@ -248,16 +249,31 @@ def _present_evidence(fid: str, hits: list[tuple[KernelLine, KernelEvent]], sour
     )
 
 
+def _in_use(device: str, devices: frozenset[str] | None) -> bool:
+    """Does ``device`` (``sda``, ``vda1``, ``fd0``) back something this host uses? Unknown
+    device or unknown usage: yes."""
+    if not device or devices is None:
+        return True
+    return any(device == d or d.startswith(device) or device.startswith(d) for d in devices)
+
+
 def judge(
-    log: KernelLog, since: float, *, segfaults_logged: bool = True
+    log: KernelLog, since: float, *, segfaults_logged: bool = True, devices: frozenset[str] | None = None
 ) -> list[tuple[str, bool, Evidence]]:
     """The findings the log's lines at or after ``since`` support, as
-    (finding id, present, evidence). Pure: tests feed it parsed samples."""
+    (finding id, present, evidence). Pure: tests feed it parsed samples.
+    ``devices`` are the block devices that back a mounted filesystem or swap
+    (None: unknown); I/O errors of other devices (a virtual floppy, an empty
+    CD drive probed at boot) are not this host's storage failing."""
     recent = [ln for ln in log.lines if ln.time is not None and ln.time >= since]
     hits: dict[str, list[tuple[KernelLine, KernelEvent]]] = {fid: [] for fid in FINDINGS}
     crashes: set[tuple[str, int | None]] = set()
+    unused: list[str] = []
     for ln in recent:
         for ev in classify(ln.text):
+            if ev.finding == "disk.io_errors" and not _in_use(ev.subject, devices):
+                unused.append(ev.subject)
+                continue
             if ev.finding == "procs.segfault":
                 # one crash can show as a segfault line, a fatal-signal line and an audit record
                 key = (program_key(ev.subject), ev.pid)
@@ -279,12 +295,16 @@ def judge(
         if fid in ("procs.segfaults_multiple_binaries", "memory.oom_kills_repeated"):
             continue  # judged from the others' hits below
         found = hits[fid]
+        aside = (f"; {len(unused)} I/O error line(s) of devices that back no mounted filesystem or swap "
+                 f"({_tally(unused)}) not counted") if fid == "disk.io_errors" and unused else ""
         if found:
-            out.append((fid, True, _present_evidence(fid, found, log.source)))
+            ev = _present_evidence(fid, found, log.source)
+            out.append((fid, True, replace(ev, summary=ev.summary + aside)))
         elif fid in PRESENT_ONLY or (fid in SEGFAULT_FINDINGS and not segfaults_logged):
             continue  # not seeing it proves nothing: unknown
         else:
-            out.append((fid, False, Evidence(source=log.source, summary=f"no {_WHAT[fid]} in {scope}", count=0)))
+            out.append((fid, False, Evidence(source=log.source, summary=f"no {_WHAT[fid]} in {scope}{aside}",
+                                             count=0)))
 
     rep = _oom_repeats(hits["memory.oom_kill"], log.source)
     if rep is not None:
@@ -328,23 +348,25 @@ MULTI_CRASH_GAP = 600.0  # crashes further apart than this are not "within a sho
 
 
 def _crash_cluster(crashes: list[tuple[KernelLine, KernelEvent]]) -> list[tuple[KernelLine, KernelEvent]]:
-    """The latest run of crashes, none more than ``MULTI_CRASH_GAP`` after the one
-    before, in which at least two different programs crashed ([] when none: unrelated
-    programs crashing hours apart are two incidents, not one machine going bad).
-    Crashes without a time are judged together."""
+    """The latest set of crashes within ``MULTI_CRASH_GAP`` of each other (a window of
+    that length, not a chain of gaps) in which at least two different programs crashed
+    ([] when none: unrelated programs crashing hours apart are two incidents, not one
+    machine going bad). Crashes without a time are judged together."""
     timed = sorted((c for c in crashes if c[0].time is not None), key=lambda c: c[0].time or 0.0)
     untimed = [c for c in crashes if c[0].time is None]
-    runs: list[list[tuple[KernelLine, KernelEvent]]] = []
-    for c in timed:
-        if runs and (c[0].time or 0.0) - (runs[-1][-1][0].time or 0.0) <= MULTI_CRASH_GAP:
-            runs[-1].append(c)
-        else:
-            runs.append([c])
-    if untimed:
-        runs.append(untimed)
-    for run in reversed(runs):
-        if len({program_key(ev.subject) for _, ev in run}) >= 2:
-            return run
+    best: list[tuple[KernelLine, KernelEvent]] = []
+    start = 0
+    for end in range(len(timed)):
+        t_end = timed[end][0].time or 0.0
+        while (timed[start][0].time or 0.0) < t_end - MULTI_CRASH_GAP:
+            start += 1
+        window = timed[start:end + 1]
+        if len({program_key(ev.subject) for _, ev in window}) >= 2:
+            best = window
+    if best:
+        return best
+    if len({program_key(ev.subject) for _, ev in untimed}) >= 2:
+        return untimed
     return []
 
 
@@ -415,4 +437,41 @@ def kernel(ctx: ProbeContext) -> list[Finding]:
     since = ctx.window_start(now)
     log = read_kernel_log(ctx.host, since)
     logged = _segfaults_logged(ctx.host)
-    return [ctx.finding(fid, present, ev) for fid, present, ev in judge(log, since, segfaults_logged=logged)]
+    devices = devices_in_use(ctx.host)
+    return [ctx.finding(fid, present, ev)
+            for fid, present, ev in judge(log, since, segfaults_logged=logged, devices=devices)]
+
+
+def devices_in_use(host: Host) -> frozenset[str] | None:
+    """Block devices (``vda1``, ``dm-0``, ``sdb``) that back a mounted filesystem or swap,
+    with what they are built on (``/sys/class/block/DEV/slaves``: the disks under a
+    device-mapper or md device); None when the mounts cannot be read."""
+    try:
+        mounts = parse_mountinfo(host.read_text("/proc/self/mountinfo"))
+    except (OSError, LookupError, TimeoutError):
+        return None
+    names = [m.source for m in mounts if m.source.startswith("/dev/")]
+    try:
+        names += [ln.split()[0] for ln in host.read_text("/proc/swaps").splitlines()[1:] if ln.startswith("/dev/")]
+    except (OSError, LookupError, TimeoutError):
+        pass
+    todo: list[str] = []
+    for n in names:
+        dev = n.removeprefix("/dev/")
+        if dev.startswith("mapper/"):
+            try:
+                dev = host.readlink(n).rsplit("/", 1)[-1]  # /dev/mapper/vg-root -> ../dm-0
+            except (OSError, LookupError, TimeoutError):
+                continue
+        todo.append(dev)
+    out: set[str] = set()
+    while todo and len(out) < 256:
+        dev = todo.pop()
+        if dev in out:
+            continue
+        out.add(dev)
+        try:
+            todo += host.listdir(f"/sys/class/block/{dev}/slaves")
+        except (OSError, LookupError, TimeoutError):
+            continue
+    return frozenset(out)
