@@ -19,6 +19,10 @@ From the process table and the listening sockets:
    its own folders (working directory, the folders of its configuration and
    its ``log``/``logs`` subfolders). A service run by systemd also logs to
    the journal (``journal``).
+   A service under **runit, s6 or supervisord** is found from its supervisor
+   even while it is down between two crashes (``ddx.inventory.supervised``):
+   its run script or ``[program:]`` section gives its command, folder,
+   environment and logs.
 4. **Data directories** (from its configuration, and folders its settings
    name) and the **filesystems** under them, its working folder and its logs.
 5. **Dependencies**: the addresses its configuration names.
@@ -46,6 +50,7 @@ from ddx.inventory.model import ConfigFile, Inventory, Listen, LogFile, Service
 from ddx.inventory.processes import read_proc_table
 from ddx.inventory.programs import KINDS, LOG_FOLDERS, Found, read_program
 from ddx.inventory.sockets import read_sockets
+from ddx.inventory.supervised import Supervised, supervised_services
 from ddx.probes.parsers.mounts import parse_mountinfo, parse_mounts, real_filesystems
 from ddx.probes.parsers.proctable import Proc, ProcTable, argv_words
 
@@ -339,6 +344,118 @@ def _name(program: str, argv: Sequence[str], taken: set[str]) -> str:
     return name
 
 
+def _descendants(table: ProcTable, root: Proc) -> list[Proc]:
+    out: list[Proc] = []
+    todo = [root.pid]
+    while todo and len(out) < 2000:
+        for c in table.children(todo.pop()):
+            if not c.zombie:
+                out.append(c)
+                todo.append(c.pid)
+    return out
+
+
+def _supervised_family(table: ProcTable, sup: Supervised) -> list[Proc]:
+    """The processes of one supervised service: what runsv/s6-supervise runs (not its
+    log process), or the supervisord child that runs the program's command."""
+    kids = [c for c in table.children(sup.supervisor.pid) if not c.zombie and c.program not in ("svlogd", "s6-log")]
+    if sup.supervisor.program == "supervisord":
+        head = posixpath.basename(sup.argv[0]) if sup.argv else ""
+        kids = [c for c in kids if head and c.argv and (posixpath.basename(c.argv[0]) == head
+                                                         or c.program == sup.program)]
+    return [x for c in kids for x in (c, *_descendants(table, c))]
+
+
+@dataclass
+class _Pass:
+    """What one discovery pass shares between the services it describes."""
+
+    host: Host
+    table: ProcTable
+    users: dict[int, str]
+    points: list[str]
+    canon: dict[str, str]
+    var_log: list[_Recent]
+    cutoff: float
+    now: float
+    clock: _Clock
+    fd_budget: int = 20000
+    var_log_budget: int = 4000
+
+    def service(
+        self, name: str, program: str, master: Proc, family: Sequence[Proc], socks: Sequence[Any], *,
+        argv: Sequence[str], env: dict[str, str], cwd: str, unit: str,
+        named_logs: Sequence[tuple[str, str]] = (), notes: Sequence[str] = (),
+        configs: Sequence[tuple[str, str, str]] = (),
+    ) -> Service:
+        """One service: its configuration, logs, data and dependencies (the module docstring)."""
+        host, now = self.host, self.now
+        pids = tuple(dict.fromkeys(p.pid for p in family))
+        found: Found = read_program(host, program, argv, env, cwd)
+        for path, how, detail in configs:
+            if all(c.path != path for c in found.configs):
+                found.configs.insert(0, ConfigFile(path, how, detail))
+        for path, detail in named_logs:
+            found.log(path, "config", detail)
+        workers = [p for p in pids if p != master.pid]
+        opened = _open_files(host, [master.pid, *workers], self.fd_budget, self.clock)
+        self.fd_budget -= opened.links
+        for lg in opened.logs:
+            if all(x.path != lg.path for x in found.logs):
+                found.logs.append(lg)
+        for d in opened.data:
+            found.data(d)
+        if cwd:
+            found.own(cwd)
+        uids = {p.uid for p in family if p.uid >= 0}
+        folders = LOG_FOLDERS.get(program, ()) or (LOG_FOLDERS["php-fpm"] if program.startswith("php-fpm") else ())
+        for r in self.var_log:
+            reason = _belongs(r, program, unit, uids, folders)
+            if reason and all(x.path != r.path for x in found.logs):
+                found.logs.append(LogFile(r.path, "recent", f"written {int((now - r.mtime) // 60)} min ago, {reason}",
+                                          "access" if "access" in posixpath.basename(r.path) else ""))
+        own_roots = [d for d in _own_log_dirs(found.own_dirs) if not d.startswith("/var/log")]
+        own_roots += [d for d in found.log_dirs if d not in own_roots]
+        budget = [min(800, max(0, self.var_log_budget))]
+        for r in _recent_files(host, own_roots, self.cutoff, budget, depth=0):
+            named_dir = posixpath.dirname(r.path) in found.log_dirs
+            in_log_dir = posixpath.basename(posixpath.dirname(r.path)) in ("log", "logs")
+            if (named_dir or in_log_dir or _LOGGY.search(r.path)) and all(x.path != r.path for x in found.logs):
+                why_ = "in the folder its configuration logs to" if named_dir else "in its own folder"
+                found.logs.append(LogFile(r.path, "recent", f"written {int((now - r.mtime) // 60)} min ago, {why_}",
+                                          "access" if "access" in posixpath.basename(r.path) else ""))
+        self.var_log_budget -= 800 - budget[0]
+        journal = unit.endswith(".service") or (opened.stdio_socket and "." in unit)  # a systemd unit, not a supervisor
+        all_notes = [*notes, *found.notes]
+        if not found.logs and not journal:
+            all_notes.append("no log found: nothing in its configuration, no file it holds open for writing, "
+                             "nothing it wrote lately in /var/log or its own folders")
+        fs_paths = [*found.data_dirs, *(p for p in [cwd] if p), *(posixpath.dirname(lg.path) for lg in found.logs)]
+        filesystems = tuple(dict.fromkeys(_mount_of(p, self.points, self.canon) for p in fs_paths if p.startswith("/")))
+        uid = next((u for u in sorted(uids) if u != 0), master.uid)
+        return Service(
+            name=name,
+            program=program,
+            pid=master.pid,
+            pids=pids,
+            user=self.users.get(uid, str(uid)),
+            uid=uid,
+            started=self.table.start_epoch(master),
+            version=_version(host, program, found.data_dirs),
+            argv=tuple(redact_cmdline(list(argv))),
+            cwd=cwd,
+            unit=unit,
+            listens=tuple(_listens(socks)),
+            configs=tuple(found.configs),
+            logs=tuple(found.logs),
+            journal=journal,
+            data_dirs=tuple(found.data_dirs),
+            filesystems=filesystems,
+            deps=tuple(found.deps),
+            notes=tuple(all_notes),
+        )
+
+
 def build_inventory(host: Host, options: InventoryOptions | None = None) -> Inventory:
     """Discover the services of ``host`` (see the module docstring). Never raises
     because of what it reads: what could not be read is in ``problems`` and the
@@ -383,80 +500,32 @@ def build_inventory(host: Host, options: InventoryOptions | None = None) -> Inve
     taken: set[str] = set()
     var_log_budget = [opt.max_log_entries]
     var_log = _recent_files(host, ["/var/log"], cutoff, var_log_budget, depth=2)
-    fd_budget = opt.max_fd_links
+    ctx = _Pass(host, table, users, points, canon, var_log, cutoff, now, clock,
+                fd_budget=opt.max_fd_links, var_log_budget=opt.max_log_entries)
+    for sup in supervised_services(host, table):
+        # the service a supervisor runs, alive or between two lives; a live child that
+        # listens is the same service, not another one
+        family = _supervised_family(table, sup)
+        ss = [x for m in list(masters) if m in {p.pid for p in family} for x in masters.pop(m)[1]]
+        child = next((p for p in family if p.pid != sup.supervisor.pid), None)
+        services.append(ctx.service(
+            _name(sup.name, [], taken), sup.program, sup.supervisor, [sup.supervisor, *family], ss,
+            argv=sup.argv or (list(child.argv) if child else []), env=sup.env, cwd=sup.cwd,
+            unit=sup.supervisor.program, named_logs=sup.logs, notes=sup.notes,
+            configs=[(sup.definition, "argv", f"{sup.supervisor.program}'s definition of the service")]))
     for mpid in sorted(masters):
         if clock.out():
             problems.append(f"stopped after {len(services)} of {len(masters)} services: the "
                             f"{opt.budget:g} s budget of the discovery pass was used up")
             break
         master, ss = masters[mpid]
-        family = _family(table, master)
-        pids = tuple(p.pid for p in family)
-        argv = tuple(redact_cmdline(list(master.argv)))
         try:
             cwd = host.readlink(f"/proc/{mpid}/cwd")
         except (OSError, LookupError, TimeoutError):
             cwd = ""
-        unit = _unit(host, table, master)
-        env = _environ(host, mpid)
-        found: Found = read_program(host, master.program, master.argv, env, cwd)
-        opened = _open_files(host, [mpid, *[p for p in pids if p != mpid]], fd_budget, clock)
-        fd_budget -= opened.links
-        for lg in opened.logs:
-            if all(x.path != lg.path for x in found.logs):
-                found.logs.append(lg)
-        for d in opened.data:
-            found.data(d)
-        if cwd:
-            found.own(cwd)
-        uids = {p.uid for p in family if p.uid >= 0}
-        folders = LOG_FOLDERS.get(master.program, ()) or (
-            LOG_FOLDERS["php-fpm"] if master.program.startswith("php-fpm") else ())
-        for r in var_log:
-            reason = _belongs(r, master.program, unit, uids, folders)
-            if reason and all(x.path != r.path for x in found.logs):
-                found.logs.append(LogFile(r.path, "recent", f"written {int((now - r.mtime) // 60)} min ago, {reason}",
-                                          "access" if "access" in posixpath.basename(r.path) else ""))
-        own_roots = [d for d in _own_log_dirs(found.own_dirs) if not d.startswith("/var/log")]
-        own_roots += [d for d in found.log_dirs if d not in own_roots]
-        budget = [min(800, max(0, var_log_budget[0]))]
-        for r in _recent_files(host, own_roots, cutoff, budget, depth=0):
-            named_dir = posixpath.dirname(r.path) in found.log_dirs
-            in_log_dir = posixpath.basename(posixpath.dirname(r.path)) in ("log", "logs")
-            if (named_dir or in_log_dir or _LOGGY.search(r.path)) and all(x.path != r.path for x in found.logs):
-                why_ = "in the folder its configuration logs to" if named_dir else "in its own folder"
-                found.logs.append(LogFile(r.path, "recent", f"written {int((now - r.mtime) // 60)} min ago, {why_}",
-                                          "access" if "access" in posixpath.basename(r.path) else ""))
-        var_log_budget[0] -= 800 - budget[0]
-        journal = unit.endswith(".service") or opened.stdio_socket and bool(unit)
-        notes = list(found.notes)
-        if not found.logs and not journal:
-            notes.append("no log found: nothing in its configuration, no file it holds open for writing, "
-                         "nothing it wrote lately in /var/log or its own folders")
-        fs_paths = [*found.data_dirs, *(p for p in [cwd] if p), *(posixpath.dirname(lg.path) for lg in found.logs)]
-        filesystems = tuple(dict.fromkeys(_mount_of(p, points, canon) for p in fs_paths if p.startswith("/")))
-        version = _version(host, master.program, found.data_dirs)
-        services.append(Service(
-            name=_name(master.program, master.argv, taken),
-            program=master.program,
-            pid=mpid,
-            pids=pids,
-            user=users.get(next((u for u in sorted(uids) if u != 0), master.uid), str(master.uid)),
-            uid=next((u for u in sorted(uids) if u != 0), master.uid),
-            started=table.start_epoch(master),
-            version=version,
-            argv=argv,
-            cwd=cwd,
-            unit=unit,
-            listens=tuple(_listens(ss)),
-            configs=tuple(found.configs),
-            logs=tuple(found.logs),
-            journal=journal,
-            data_dirs=tuple(found.data_dirs),
-            filesystems=filesystems,
-            deps=tuple(found.deps),
-            notes=tuple(notes),
-        ))
+        services.append(ctx.service(
+            _name(master.program, master.argv, taken), master.program, master, _family(table, master), ss,
+            argv=list(master.argv), env=_environ(host, mpid), cwd=cwd, unit=_unit(host, table, master)))
     services, extra = _add_configured(host, services, opt, taken)
     return Inventory(
         host=host.name,
