@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Wall time and peak RSS of `ddx diagnose` as a whole process.
 
-    .venv/bin/python bench/diagnose.py case     # --case on every seed case, median of N runs each
+    .venv/bin/python bench/diagnose.py case     # --case on every example case (examples/), median of N runs each
     .venv/bin/python bench/diagnose.py host     # live diagnosis of this host, median of N runs
     .venv/bin/python bench/diagnose.py biglog   # live diagnosis with and without a 5 GB log configured
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DDX = str(ROOT / ".venv" / "bin" / "ddx")
-SEEDS = ROOT.parent / "shared" / "cases" / "seeds"
+EXAMPLES = ROOT / "examples"  # the seed incidents as example cases
 
 
 def run_once(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -47,7 +47,7 @@ def measure(args: list[str], runs: int, env: dict[str, str] | None = None) -> tu
 def bench_case(runs: int) -> None:
     print(f"ddx diagnose --case FILE --json, median of {runs} runs per case")
     walls = []
-    for case in sorted(SEEDS.glob("*.yaml")):
+    for case in sorted(EXAMPLES.glob("*.yaml")):
         wall, rss = measure(["diagnose", "--case", str(case), "--json"], runs)
         walls.append(wall)
         print(f"  {case.name:<34} {wall:6.3f} s  peak RSS {rss:5.1f} MiB")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-SEEDS = SHARED / "cases" / "seeds"
-OWN_CASES = ROOT / "tests" / "cases"
+EXAMPLES = ROOT / "examples"  # the seed incidents, as example cases
+OWN_CASES = ROOT / "tests" / "cases"  # held-out incidents from public postmortems
+DATA = ROOT / "tests" / "data"  # vendored data: Loghub samples, the contract's ids, the secrets corpus
 
 
 # Tests that write fake hardware errors, real crashes or OOM kills into the kernel log run only

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import ROOT, SEEDS, run_ddx
+from conftest import EXAMPLES, ROOT, run_ddx
 
 from ddx import __version__
 from ddx.cli import COMMAND_MODULES, build_parser
 
 SCHEMA = json.loads((ROOT / "docs" / "schema" / "diagnosis.schema.json").read_text())
-CASE = str(SEEDS / "shmoocon-noon-sale.yaml")
+CASE = str(EXAMPLES / "shmoocon-noon-sale.yaml")
 
 
 def test_version():

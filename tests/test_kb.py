@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, SHARED, run_ddx
+from conftest import DATA, ROOT, run_ddx
 
 from ddx.errors import KBError
 from ddx.kb.catalog import conditions_markdown, findings_markdown
@@ -15,13 +15,13 @@ from ddx.kb.loader import DATA_DIR, lint_paths, load_kb
 
 
 def test_every_contract_finding_is_in_the_vocabulary(kb):
-    contract = yaml.safe_load((SHARED / "contract" / "findings.yaml").read_text())["findings"]
+    contract = yaml.safe_load((DATA / "contract_ids.yaml").read_text())["findings"]
     missing = sorted(set(contract) - set(kb.findings))
     assert not missing, f"contract findings missing from the knowledge base: {missing}"
 
 
 def test_every_contract_condition_has_a_file(kb):
-    contract = yaml.safe_load((SHARED / "contract" / "conditions.yaml").read_text())["conditions"]
+    contract = yaml.safe_load((DATA / "contract_ids.yaml").read_text())["conditions"]
     missing = sorted(set(contract) - set(kb.conditions))
     assert not missing, f"contract conditions missing from the knowledge base: {missing}"
 

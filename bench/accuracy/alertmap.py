@@ -1,7 +1,7 @@
 """Which root cause, if any, each node_exporter alert names.
 
 The benchmark asks of every alert that fired: does it tell the on-call *what*
-broke, in the terms of ddx's conditions (``/work/shared/contract/conditions.yaml``)?
+broke, in the terms of ddx's conditions (``ddx kb list``)?
 An alert "names" a condition when an engineer reading only its name and summary
 would go straight to that cause. Alerts about a symptom with many causes
 (context switches, an idle machine) name none.

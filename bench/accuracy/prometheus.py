@@ -94,6 +94,16 @@ def rule_metrics(expr: str) -> set[str]:
     return set(_METRIC.findall(expr))
 
 
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it: results carry no
+    absolute path of the machine that ran them."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return path.name
+
+
 def prometheus_config(node_target: str, rules_file: Path, *, interval: float, drill_root: Path | None) -> str:
     """prometheus.yml: scrape one node_exporter, evaluate one rules file, every ``interval``
     seconds; with ``drill_root``, tmpfs mounts below it are relabelled so the disk rules
@@ -350,7 +360,7 @@ class Monitors:
         self.info = {
             "prometheus": _version(PROMETHEUS),
             "node_exporter": _version(NODE_EXPORTER),
-            "rules_file": str(self.rules_src),
+            "rules_file": _shown_path(self.rules_src),
             "rules": len(rules),
             "interval_s": self.interval,
             "tmpfs_relabelled_below": str(self.relabel_root) if self.relabel_root else None,

@@ -6,7 +6,7 @@
     .venv/bin/python bench/accuracy/run.py --drill-doc      # only refresh the scenario list in docs/drill.md
 
 For the whole run it starts node_exporter and two Prometheus servers (rules
-of ../shared/data/baselines/awesome-prometheus-alerts-node-exporter.yml with
+of bench/data/awesome-prometheus-alerts-node-exporter.yml with
 ``for:`` as shipped, and at 0s) in a sandbox of their own. Then it runs every
 scenario (all registered ones by default) through ``ddx.drill.runner.run_scenario``,
 ``--repeats`` times with seeds 0..N-1: the clean variants first, then the wild
@@ -63,7 +63,7 @@ from report import (  # noqa: E402
     replace_section,
 )
 
-RULES = ROOT.parent / "shared" / "data" / "baselines" / "awesome-prometheus-alerts-node-exporter.yml"
+RULES = ROOT / "bench" / "data" / "awesome-prometheus-alerts-node-exporter.yml"
 BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
 DRILL_MD = ROOT / "docs" / "drill.md"
 SCHEMA = "ddx.bench.accuracy/1"
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise-lead", type=float, default=90.0, help="wild: seconds between the noise and the fault")
     ap.add_argument("--fault-lead", type=float, default=90.0, help="wild: seconds between the fault and ddx")
     ap.add_argument("--out", type=Path, default=HERE / "results.json", help="results JSON (default %(default)s)")
-    ap.add_argument("--rules", type=Path, default=RULES, help="the alert rules (default: the shared baseline)")
+    ap.add_argument("--rules", type=Path, default=RULES, help="the alert rules (default: bench/data's baseline)")
     ap.add_argument("--no-tmpfs-relabel", action="store_true",
                     help="leave the drill's tmpfs mounts as tmpfs (the shipped disk rules then skip them)")
     ap.add_argument("--write-docs", action="store_true", help="rewrite the accuracy section and docs/drill.md's list")

@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
-DATA = Path("/work/shared/data/loghub2k")
+DATA = ROOT / "tests" / "data" / "loghub2k"
 DATASETS = ("Android", "Apache", "BGL", "HDFS", "HealthApp", "Linux", "OpenSSH", "Spark", "Windows", "Zookeeper")
 SECTION = "## Log template mining (Loghub-2k)"
 

@@ -10,18 +10,14 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
-
 from ddx.logs.headers import records
 from ddx.logs.miner import TemplateMiner
 
-DATA = Path("/work/shared/data/loghub2k")
+DATA = Path(__file__).resolve().parent.parent / "data" / "loghub2k"
 DATASETS = ("Android", "Apache", "BGL", "HDFS", "HealthApp", "Linux", "OpenSSH", "Spark", "Windows", "Zookeeper")
 MEAN_FLOOR = 0.975
 RAW_MEAN_FLOOR = 0.97
 DATASET_FLOOR = 0.90
-
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="Loghub-2k data not available")
 
 
 def _load(name):
