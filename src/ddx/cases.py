@@ -15,13 +15,13 @@ A present item may also be a mapping ``{id: ..., evidence: "..."}``.
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
 from ddx.errors import CaseError
 from ddx.model import Evidence, Finding, State
+from ddx.safeload import LoadError, load_json, load_yaml, read_limited
 
 __all__ = ["Case", "load_case", "observations"]
 
@@ -58,23 +58,18 @@ def load_case(path: str, vocab: Collection[str]) -> Case:
     """Read and validate a case file. Raises CaseError naming the file and the id."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_limited(p)
     except FileNotFoundError:
         raise CaseError(f"{path}: no such case file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CaseError(f"{path}: cannot read: {exc}") from None
+    except LoadError as exc:
+        raise CaseError(f"{path}: not a valid case file: {exc.reason}") from None
     try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (ValueError, Exception) as exc:  # yaml.YAMLError or json.JSONDecodeError
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else path
-        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise CaseError(f"{where}: not a valid case file: {reason}") from None
+        data = load_json(text) if p.suffix.lower() == ".json" else load_yaml(text)
+    except LoadError as exc:
+        where = f"{path}:{exc.line}" if exc.line else path
+        raise CaseError(f"{where}: not a valid case file: {exc.reason}") from None
     if not isinstance(data, dict):
         raise CaseError(f"{path}: a case file is a mapping with 'present' and 'absent' lists")
     warnings = [f"{path}: ignoring unknown key {k!r}" for k in data if k not in KNOWN_KEYS]

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ddx.cli._common import add_command
+from ddx.cli._common import add_command, positive_seconds_arg, seconds_arg
 from ddx.errors import UsageError
 
 DESCRIPTION = """\
@@ -45,7 +45,7 @@ def register(sub: Any) -> None:
                    "sandbox folders for `clean` (default: every one whose drill has ended)")
     p.add_argument("--keep", action="store_true", help="leave the broken stack running for inspection")
     p.add_argument("--json", action="store_true", help="print results as JSON")
-    p.add_argument("--budget", type=float, default=30.0, metavar="S",
+    p.add_argument("--budget", type=positive_seconds_arg, default=30.0, metavar="S",
                    help="seconds after injection ddx has to get it right (default 30)")
     p.add_argument("--seed", type=int, default=0, help="seed of the load generator's randomness")
     p.add_argument("--allow-host-effects", action="store_true",
@@ -54,9 +54,9 @@ def register(sub: Any) -> None:
                    help="the wild variant: no ddx.toml, the app's log opened per write, ordinary noise (old package "
                         "installs; with --allow-host-effects an unrelated crash and a kernel error line), and ddx "
                         "run once, minutes after the fault (see docs/drill.md)")
-    p.add_argument("--noise-lead", type=float, default=90.0, metavar="S",
+    p.add_argument("--noise-lead", type=seconds_arg, default=90.0, metavar="S",
                    help="with --wild: seconds between the noise and the fault (default 90)")
-    p.add_argument("--fault-lead", type=float, default=90.0, metavar="S",
+    p.add_argument("--fault-lead", type=seconds_arg, default=90.0, metavar="S",
                    help="with --wild: seconds between the fault and ddx's diagnosis (default 90)")
     p.add_argument("--all", action="store_true", dest="clean_all",
                    help="with clean: also sandboxes whose drill is still running")

@@ -9,14 +9,19 @@ incidents and how a user hands evidence to a colleague.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import os
+import stat as stat_mod
 import tarfile
 import threading
 import time as time_mod
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import Any, BinaryIO
 
 from ddx.host.base import CommandResult, StatResult, VfsResult
 from ddx.host.calls import current_probe
@@ -37,6 +42,16 @@ __all__ = [
 BUNDLE_FORMAT = "ddx-bundle/1"
 TOP = "ddx-bundle"  # the single top-level folder inside the tar.gz
 
+# Limits on reading a bundle, which may come from anyone (docs/bundles.md). A bundle
+# of a busy host holds a few thousand members and a few MiB; probes read at most
+# 4 MiB of one file unless configured otherwise.
+MAX_MEMBER_BYTES = 16 << 20  # one member, uncompressed (calls.json included)
+MAX_MANIFEST_BYTES = 4 << 20  # manifest.json
+MAX_TOTAL_BYTES = 64 << 20  # every member together, uncompressed
+MAX_MEMBERS = 50_000  # entries of the archive, folders included
+# Bytes inflated to read an archive: the members, plus a header (and a long-name
+# header) per entry; a decompression bomb stops here.
+MAX_INFLATED_BYTES = MAX_TOTAL_BYTES + MAX_MEMBERS * 2048 + (1 << 20)
 
 
 def call_key(op: str, args: dict[str, Any]) -> str:
@@ -119,7 +134,8 @@ class BundleHost:
     raises ``LookupError``; a recorded exception is raised again with its type.
     Calls are matched to the recording of the same probe first, then of any
     probe; a ``read_text`` with other limits is served from a recording of the
-    same file."""
+    same file. The bundle is read once, up front, within the limits above (a
+    bundle may come from anyone); beyond them it is refused with a UsageError."""
 
     live = False
 
@@ -127,14 +143,7 @@ class BundleHost:
         from ddx.errors import UsageError
 
         self.path = path
-        try:
-            self._members = _read_bundle(path)
-            manifest = json.loads(self._members["manifest.json"])
-            calls = json.loads(self._members["calls.json"])
-        except (OSError, tarfile.TarError, KeyError, ValueError, EOFError) as exc:
-            raise UsageError(f"{path}: not a readable ddx bundle ({exc})") from None
-        if manifest.get("format") != BUNDLE_FORMAT:
-            raise UsageError(f"{path}: unsupported bundle format {manifest.get('format')!r} (want {BUNDLE_FORMAT})")
+        manifest, calls, self._members = _read_bundle(path)
         self.manifest: dict[str, Any] = manifest
         self.name: str = str(manifest.get("host", "bundle"))
         # When the evidence was collected (ISO-8601), for the runner's Collection.started.
@@ -148,7 +157,7 @@ class BundleHost:
 
             try:
                 self.inventory = inventory_from_dict(manifest["inventory"])
-            except ValueError as exc:
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 raise UsageError(f"{path}: manifest.json's inventory is malformed ({exc})") from None
         self._lock = threading.Lock()
         self._by_probe: dict[tuple[str | None, str], list[dict[str, Any]]] = {}
@@ -263,29 +272,278 @@ def _parse_iso(s: str | None) -> float:
         return time_mod.time()
 
 
-def _read_bundle(path: str) -> dict[str, bytes]:
-    """All members of a bundle, by name relative to its top folder. Read in
-    memory (never extracted), so a hostile archive cannot write anywhere."""
-    out: dict[str, bytes] = {}
+def _refused(path: str, why: str) -> Exception:
+    from ddx.errors import UsageError
+
+    return UsageError(f"{path}: not a readable ddx bundle: {why}")
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB" if n < 1 << 30 else f"{n / (1 << 30):.1f} GiB"
+
+
+def _in_layout(name: str) -> bool:
+    """Whether ``name`` is where a bundle keeps a file's or a command's text
+    (``files/...``, ``commands/...``), with no step out of the folder."""
+    parts = name.split("/")
+    return len(parts) > 1 and parts[0] in ("files", "commands") and all(p not in ("", ".", "..") for p in parts)
+
+
+def _read_bundle(path: str) -> tuple[dict[str, Any], list[Any], dict[str, bytes]]:
+    """The manifest (its format checked), the calls and the texts of a bundle,
+    the texts by name relative to its top folder. Read in memory, never
+    extracted, within the limits above, so that a hostile bundle can neither
+    write anywhere, nor exhaust memory, nor hang the run; any problem is a
+    ``UsageError`` naming the bundle."""
     if os.path.isdir(path):
-        top = os.path.join(path, TOP) if os.path.isdir(os.path.join(path, TOP)) else path
-        for dirpath, _dirs, files in os.walk(top):
-            for f in files:
-                full = os.path.join(dirpath, f)
-                with open(full, "rb") as fh:
-                    out[os.path.relpath(full, top).replace(os.sep, "/")] = fh.read()
-        return out
-    with tarfile.open(path, "r:*") as tar:
-        for m in tar.getmembers():
-            if not m.isfile():
+        return _read_folder(path)
+    return _read_archive(path)
+
+
+def _parse_json(path: str, name: str, data: bytes | None) -> Any:
+    from ddx.safeload import LoadError, load_json
+
+    if data is None:
+        raise _refused(path, f"no {name}")
+    try:
+        return load_json(data)
+    except LoadError as exc:
+        raise _refused(path, f"{name}: {exc}") from None
+
+
+def _check_manifest(path: str, data: bytes | None) -> dict[str, Any]:
+    from ddx.errors import UsageError
+
+    manifest = _parse_json(path, "manifest.json", data)
+    if not isinstance(manifest, dict):
+        raise _refused(path, "manifest.json is not a JSON object")
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise UsageError(f"{path}: unsupported bundle format {manifest.get('format')!r} (want {BUNDLE_FORMAT})")
+    for key, kinds, what in _MANIFEST_FIELDS:
+        if manifest.get(key) is not None and not isinstance(manifest[key], kinds):
+            raise UsageError(f"{path}: manifest.json's {key} is malformed (not {what})")
+    coll = manifest.get("collection") or {}
+    for key, kinds, what in (("results", list, "a list"), ("seconds", (int, float), "a number"),
+                             ("started", str, "a string")):
+        if coll.get(key) is not None and (not isinstance(coll[key], kinds) or isinstance(coll[key], bool)):
+            raise UsageError(f"{path}: manifest.json's collection.{key} is malformed (not {what})")
+    return manifest
+
+
+# What a bundle's manifest.json may hold, where a reader takes it for granted.
+_MANIFEST_FIELDS: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
+    ("host", str, "a string"),
+    ("collection", dict, "an object"),
+    ("inventory", dict, "an object"),
+    ("recording_started", str, "a string"),
+)
+
+
+def _check_calls(path: str, data: bytes | None) -> list[Any]:
+    from ddx.errors import UsageError
+
+    calls = _parse_json(path, "calls.json", data)
+    if not isinstance(calls, list):
+        raise UsageError(f"{path}: calls.json is malformed (not a list)")
+    return calls
+
+
+def _referenced(calls: list[Any]) -> Iterator[str]:
+    """The member names the outcomes in ``calls`` point to."""
+    for entry in calls:
+        outcomes = entry.get("outcomes") if isinstance(entry, dict) else None
+        for oc in outcomes if isinstance(outcomes, list) else ():
+            if isinstance(oc, dict):
+                for key in ("file", "stdout_file"):
+                    if isinstance(oc.get(key), str):
+                        yield oc[key]
+
+
+# -- an unpacked bundle (a folder)
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat_mod.S_ISREG, "a regular file"), (stat_mod.S_ISDIR, "a folder"),
+                       (stat_mod.S_ISLNK, "a symbolic link"), (stat_mod.S_ISFIFO, "a FIFO"),
+                       (stat_mod.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a device"
+
+
+def _read_folder(path: str) -> tuple[dict[str, Any], list[Any], dict[str, bytes]]:
+    """An unpacked bundle: manifest.json first (nothing else is read unless it
+    is a bundle's), then calls.json, then only the members its outcomes name.
+    Each is opened relative to the bundle's folder one component at a time,
+    never through a symbolic link, and must be a regular file within the
+    limits: ``tar xzf`` recreates links, FIFOs and devices a hostile bundle holds."""
+    try:
+        top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _refused(path, exc.strerror or str(exc)) from None
+    try:
+        try:
+            inner = os.open(TOP, _DIR_FLAGS, dir_fd=top)
+        except OSError:
+            pass  # the folder itself holds the layout
+        else:
+            os.close(top)
+            top = inner
+        manifest = _check_manifest(path, _folder_member(path, top, "manifest.json", MAX_MANIFEST_BYTES))
+        calls = _check_calls(path, _folder_member(path, top, "calls.json", MAX_MEMBER_BYTES))
+        members: dict[str, bytes] = {}
+        total = 0
+        for name in _referenced(calls):
+            if name in members or not _in_layout(name):
+                continue  # a name outside the layout is never opened; its replay fails
+            data = _folder_member(path, top, name, MAX_MEMBER_BYTES)
+            if data is None:
                 continue
-            name = m.name
-            if name.startswith(TOP + "/"):
-                name = name[len(TOP) + 1 :]
-            fh = tar.extractfile(m)
-            if fh is not None:
-                out[name] = fh.read()
-    return out
+            total += len(data)
+            if total > MAX_TOTAL_BYTES:
+                raise _refused(path, f"its members hold more than {_mib(MAX_TOTAL_BYTES)} in all")
+            members[name] = data
+        return manifest, calls, members
+    finally:
+        os.close(top)
+
+
+def _folder_member(path: str, top: int, name: str, limit: int) -> bytes | None:
+    """The bytes of member ``name`` under the folder open as ``top``; None if missing."""
+    parts = name.split("/")
+    opened: list[int] = []
+    where = top
+    try:
+        for i, part in enumerate(parts):
+            try:
+                st = os.stat(part, dir_fd=where, follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            kind = _kind(st.st_mode)
+            if i < len(parts) - 1:
+                if kind != "a folder":
+                    raise _refused(path, f"{'/'.join(parts[: i + 1])}, on the way to member {name}, is {kind}")
+                where = os.open(part, _DIR_FLAGS, dir_fd=where)
+                opened.append(where)
+            elif kind != "a regular file":
+                raise _refused(path, f"member {name} is {kind} (a bundle holds regular files only)")
+            elif st.st_size > limit:
+                raise _refused(path, f"member {name} is {_mib(st.st_size)}, over the limit of {_mib(limit)}")
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                     dir_fd=where)
+        try:
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or not stat_mod.S_ISREG(now.st_mode):
+                raise _refused(path, f"member {name} was replaced while it was read")
+            chunks: list[bytes] = []
+            left = limit + 1
+            while left > 0:
+                chunk = os.read(fd, min(left, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _refused(path, f"member {name}: {exc.strerror or exc}") from None
+    finally:
+        for fd in opened:
+            os.close(fd)
+    if left <= 0:
+        raise _refused(path, f"member {name} grew over the limit of {_mib(limit)} while it was read")
+    return b"".join(chunks)
+
+
+# -- a bundle archive (.tar.gz)
+
+
+class _Inflated:
+    """The uncompressed bytes of an archive, read forward with a budget: every
+    byte inflated (read, or skipped by a seek) counts against
+    ``MAX_INFLATED_BYTES`` and no single read may ask for more than a member's
+    limit, so a decompression bomb costs a bounded amount of memory and time."""
+
+    def __init__(self, raw: BinaryIO, path: str) -> None:
+        magic = raw.read(6)
+        raw.seek(0)
+        self._f: Any = raw  # a plain tar
+        if magic.startswith(b"\x1f\x8b"):
+            self._f = gzip.GzipFile(fileobj=raw, mode="rb")
+        elif magic.startswith(b"BZh"):
+            self._f = bz2.BZ2File(raw)
+        elif magic.startswith(b"\xfd7zXZ\x00"):
+            self._f = lzma.LZMAFile(raw)
+        self.path, self.pos, self.spent = path, 0, 0
+
+    def _spend(self, n: int) -> None:
+        if n > MAX_MEMBER_BYTES + tarfile.BLOCKSIZE:
+            raise _refused(self.path, f"an entry of it inflates past {_mib(MAX_MEMBER_BYTES)} (a decompression bomb?)")
+        if self.spent + n > MAX_INFLATED_BYTES:
+            raise _refused(self.path, f"it inflates past {_mib(MAX_INFLATED_BYTES)} (a decompression bomb?)")
+        self.spent += n
+
+    def read(self, n: int = -1) -> bytes:
+        self._spend(MAX_INFLATED_BYTES if n is None or n < 0 else n)
+        data: bytes = self._f.read(n)
+        self.pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence != os.SEEK_SET:
+            raise OSError("bundle archives are read forward only")
+        # Backwards, a compressed stream is inflated again from its start.
+        self._spend(offset - self.pos if offset >= self.pos else offset)
+        self.pos = self._f.seek(offset)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+
+def _read_archive(path: str) -> tuple[dict[str, Any], list[Any], dict[str, bytes]]:
+    """A ``.tar.gz`` bundle, inflated once as a stream: members outside the
+    layout and anything but regular files are skipped, and a member or a total
+    over its limit is refused from its header, before its data is inflated."""
+    limits = {"manifest.json": MAX_MANIFEST_BYTES, "calls.json": MAX_MEMBER_BYTES}
+    members: dict[str, bytes] = {}
+    total = 0
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO does not wait for a writer
+        mode = os.fstat(fd).st_mode
+        if not stat_mod.S_ISREG(mode):
+            from ddx.readfile import file_kind
+
+            os.close(fd)
+            raise _refused(path, f"it is {file_kind(mode)}, not a bundle file or a folder")
+        with os.fdopen(fd, "rb") as raw:
+            stream = _Inflated(raw, path)
+            with tarfile.open(fileobj=stream, mode="r:") as tar:  # type: ignore[call-overload]
+                for count, m in enumerate(tar, 1):
+                    if count > MAX_MEMBERS:
+                        raise _refused(path, f"more than {MAX_MEMBERS} members")
+                    name = m.name[len(TOP) + 1 :] if m.name.startswith(TOP + "/") else m.name
+                    if not m.isfile() or not (name in limits or _in_layout(name)):
+                        continue
+                    limit = limits.get(name, MAX_MEMBER_BYTES)
+                    if m.size > limit:
+                        raise _refused(path, f"member {name} is {_mib(m.size)} uncompressed, over the limit of "
+                                             f"{_mib(limit)}")
+                    total += m.size
+                    if total > MAX_TOTAL_BYTES:
+                        raise _refused(path, f"its members hold more than {_mib(MAX_TOTAL_BYTES)} in all, "
+                                             "uncompressed")
+                    fh = tar.extractfile(m)
+                    if fh is not None:
+                        members[name] = fh.read(m.size)
+    except (OSError, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise _refused(path, why) from None
+    manifest = _check_manifest(path, members.pop("manifest.json", None))
+    calls = _check_calls(path, members.pop("calls.json", None))
+    return manifest, calls, members
 
 
 def build_bundle(

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import secrets
 import tarfile
 import threading
 import time as time_mod
@@ -185,22 +186,40 @@ class RecordingHost:
             manifest.update(extra)
         members["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True).encode()
         members["calls.json"] = json.dumps(index, indent=1, sort_keys=True).encode()
-        tmp = f"{path}.tmp{os.getpid()}"
-        now = time_mod.time()
+        now = int(time_mod.time())
+        fd, tmp = _create_private(path)
         try:
-            with tarfile.open(tmp, "w:gz") as tar:
-                for name in ["manifest.json", "calls.json", *sorted(k for k in members if "/" in k)]:
-                    data = members[name]
-                    info = tarfile.TarInfo(f"{TOP}/{name}")
-                    info.size = len(data)
-                    info.mtime = int(now)
-                    info.mode = 0o600
-                    tar.addfile(info, io.BytesIO(data))
-            os.chmod(tmp, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                with tarfile.open(fileobj=fh, mode="w:gz") as tar:
+                    for name in ["manifest.json", "calls.json", *sorted(k for k in members if "/" in k)]:
+                        data = members[name]
+                        info = tarfile.TarInfo(f"{TOP}/{name}")
+                        info.size = len(data)
+                        info.mtime = now
+                        info.mode = 0o600
+                        tar.addfile(info, io.BytesIO(data))
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(tmp, path)
-        finally:
+        except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+            raise
         return path
 
 
+def _create_private(path: str) -> tuple[int, str]:
+    """A new, empty temporary file beside ``path``, mode 0600 from the start and
+    open for writing: (fd, its path). Created with ``O_EXCL | O_NOFOLLOW``
+    under a random name, so that nobody can read the bundle while it is
+    written, nor have us write through a link they planted in a shared folder."""
+    folder, base = os.path.split(os.path.abspath(path))
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(8)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            continue
+        os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask
+        return fd, tmp
+    raise FileExistsError(f"no free temporary name beside {path}")

@@ -19,13 +19,12 @@ import yaml
 
 from ddx.errors import KBError
 from ddx.kb.model import Check, Condition, FindingDef, KnowledgeBase, Outcome
+from ddx.safeload import LoadError, compose_yaml, load_yaml, read_limited
 
 __all__ = ["DATA_DIR", "load_kb", "lint_paths"]
 
 DATA_DIR = Path(__file__).parent / "data"
 MIN_UNLISTED = 0.10  # never less than this share for "a cause not in the knowledge base"
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 CONDITION_KEYS = {"id", "name", "summary", "prior", "evidence", "checks", "remedies", "references"}
 CONDITION_REQUIRED = ("id", "name", "summary", "prior", "evidence", "checks")
@@ -84,8 +83,8 @@ def _node_lines(text: str) -> tuple[dict[Path_, int], list[tuple[Path_, str]]]:
     lines: dict[Path_, int] = {}
     dups: list[tuple[Path_, str]] = []
     try:
-        root = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError:
+        root = compose_yaml(text)
+    except LoadError:
         return lines, dups
 
     def walk(node: Any, path: Path_) -> None:
@@ -117,18 +116,19 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
 
 def _read_yaml(path: Path, problems: list[str], *, strict: bool) -> tuple[Any, _Problems] | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_limited(path)
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(f"{path}: cannot read: {exc}")
         return None
+    except LoadError as exc:
+        problems.append(f"{path}: cannot read: {exc.reason}")
+        return None
     probs = _Problems(str(path), text)
     try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        problems.append(f"{where}: not valid YAML: {reason}")
+        data = load_yaml(text)
+    except LoadError as exc:
+        where = f"{path}:{exc.line}" if exc.line else str(path)
+        problems.append(f"{where}: not valid YAML: {exc.reason}")
         return None
     if strict:
         for dpath, message in _node_lines(text)[1]:
