@@ -15,7 +15,10 @@ exist; the other two are used when present. Schema (every key in
     space_low_percent = 85
 
 An invalid file is one ``ConfigError`` (exit 2) naming the file, the table and
-the key, with a close match when the key looks mistyped.
+the key, with a close match when the key looks mistyped. The file is at
+most ``MAX_CONFIG_BYTES``, UTF-8; numbers are finite, not negative, and within
+the ranges ``check_number`` enforces (percentages up to 100, seconds of a
+timeout up to ``MAX_SECONDS``).
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ __all__ = [
     "DEFAULT_BUDGET",
     "DEFAULT_TIMEOUT",
     "DEFAULT_WINDOW",
+    "MAX_SECONDS",
     "Config",
+    "check_number",
     "find_config",
     "inventory_options",
     "load_config",
@@ -49,6 +54,12 @@ __all__ = [
 DEFAULT_TIMEOUT = 2.0  # per probe: enough for /proc reads and a few commands on a loaded host
 DEFAULT_BUDGET = 10.0  # whole run: a person waiting at a terminal during an incident
 DEFAULT_WINDOW = 1.0  # sampling window: long enough for counter deltas, short enough to wait for
+MAX_SECONDS = 3600.0  # a timeout, budget or window: an hour is past any use at an incident
+MAX_CONFIG_BYTES = 1 << 20  # a settings file: real ones are a few KB
+_YEAR = 366 * 86400.0
+# Keys of durations, by their ending, and seconds per unit.
+_DURATION_UNITS = (("_ms", 0.001), ("_s", 1.0), ("_seconds", 1.0), ("_minutes", 60.0), ("_hours", 3600.0),
+                   ("_days", 86400.0))
 
 SEARCH_PATHS = ("./ddx.toml", "/etc/ddx/ddx.toml")
 
@@ -153,12 +164,44 @@ def _check_type(default: Any, value: Any) -> tuple[bool, Any]:
     return isinstance(value, type(default)), value
 
 
-def _positive(where: str, key: str, value: Any, *, zero_ok: bool = False) -> float:
+def _positive(where: str, key: str, value: Any, *, zero_ok: bool = False, most: float = MAX_SECONDS) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{where} key {key!r}: expected a number of seconds, got {_type_name(value)}")
+        got = "not a finite number" if isinstance(value, float) else _type_name(value)
+        raise ConfigError(f"{where} key {_shown(key)}: expected a number of seconds, got {got}")
     if value < 0 or (value == 0 and not zero_ok):
-        raise ConfigError(f"{where} key {key!r}: must be {'>= 0' if zero_ok else '> 0'}, got {value}")
+        raise ConfigError(f"{where} key {_shown(key)}: must be {'>= 0' if zero_ok else '> 0'}, got {value}")
+    if value > most:
+        raise ConfigError(f"{where} key {_shown(key)}: must be at most {most:g}, got {value}")
     return float(value)
+
+
+def _number_limit(key: str) -> tuple[float, str] | None:
+    """The largest value a numeric option may take, by its name, and the unit
+    said in the error; None when only "not negative" applies."""
+    if key.endswith("_percent"):
+        return 100.0, ""
+    if key.endswith(("_ratio", "_share")):
+        return 1.0, ""
+    if key == "since":  # epoch seconds: up to the year 9999
+        return 253402300799.0, " (epoch seconds)"
+    for ending, per in _DURATION_UNITS:
+        if key.endswith(ending) or key == ending[1:]:
+            most = MAX_SECONDS if "timeout" in key else 10 * _YEAR
+            return most / per, f" ({ending[1:]})"
+    if "timeout" in key:
+        return MAX_SECONDS, " (seconds)"
+    return None
+
+
+def check_number(where: str, key: str, value: float) -> None:
+    """Reject a numeric option out of range: every option of ddx and its probes
+    is 0 or more; percentages go to 100, ratios and shares to 1, a timeout to
+    ``MAX_SECONDS``, other durations to ten years."""
+    if value < 0:
+        raise ConfigError(f"{where} key {_shown(key)}: must be 0 or more, got {value}")
+    limit = _number_limit(key)
+    if limit is not None and value > limit[0]:
+        raise ConfigError(f"{where} key {_shown(key)}: must be at most {limit[0]:g}{limit[1]}, got {value}")
 
 
 def load_config(path: str | None) -> Config:
@@ -167,26 +210,18 @@ def load_config(path: str | None) -> Config:
     from ddx.probes import load_probes
     from ddx.probes.base import registry
 
+    if path is not None and not path.strip():
+        raise ConfigError("--config: an empty file name")
     file = find_config(path)
     if file is None:
         return Config()
-    try:
-        with open(file, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{file}: is a directory, not a config file") from None
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read config: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+    data = _read_toml(file)
 
     load_probes()
     known_probes = sorted(registry)
     for table in data:
         if table not in ("ddx", "probe", "inventory"):
-            raise ConfigError(f"{file}: unknown table [{table}]{_suggest(table, ['ddx', 'probe', 'inventory'])}")
+            raise ConfigError(f"{file}: unknown table [{_cut(table)}]{_suggest(table, ['ddx', 'probe', 'inventory'])}")
 
     top = data.get("ddx", {})
     if not isinstance(top, dict):
@@ -194,7 +229,7 @@ def load_config(path: str | None) -> Config:
     where = f"{file}: [ddx]"
     for key in top:
         if key not in _DDX_KEYS:
-            raise ConfigError(f"{where} unknown key {key!r}{_suggest(key, list(_DDX_KEYS))}")
+            raise ConfigError(f"{where} unknown key {_shown(key)}{_suggest(key, list(_DDX_KEYS))}")
     timeout = _positive(where, "timeout", top["timeout"]) if "timeout" in top else None
     budget = _positive(where, "budget", top["budget"]) if "budget" in top else DEFAULT_BUDGET
     window = _positive(where, "window", top["window"], zero_ok=True) if "window" in top else DEFAULT_WINDOW
@@ -203,7 +238,7 @@ def load_config(path: str | None) -> Config:
         raise ConfigError(f"{where} key 'disable': expected a list of probe names, got {_type_name(disable_raw)}")
     for name in disable_raw:
         if name not in registry:
-            raise ConfigError(f"{where} key 'disable': unknown probe {name!r}{_suggest(name, known_probes)}")
+            raise ConfigError(f"{where} key 'disable': unknown probe {_shown(name)}{_suggest(name, known_probes)}")
 
     probes_raw = data.get("probe", {})
     if not isinstance(probes_raw, dict):
@@ -211,7 +246,7 @@ def load_config(path: str | None) -> Config:
     probes: dict[str, dict[str, Any]] = {}
     for name, table in probes_raw.items():
         if name not in registry:
-            raise ConfigError(f"{file}: unknown table [probe.{name}]: no probe {name!r}{_suggest(name, known_probes)}")
+            raise ConfigError(f"{file}: unknown table [probe.{_cut(name)}]: no probe {_shown(name)}{_suggest(name, known_probes)}")
         where = f"{file}: [probe.{name}]"
         if not isinstance(table, dict):
             raise ConfigError(f"{file}: 'probe.{name}' must be a table [probe.{name}]")
@@ -223,17 +258,47 @@ def load_config(path: str | None) -> Config:
                 continue
             if key not in spec.options:
                 choices = [*spec.options, "timeout"]
-                raise ConfigError(f"{where} unknown key {key!r}{_suggest(key, choices)}")
+                raise ConfigError(f"{where} unknown key {_shown(key)}{_suggest(key, choices)}")
             ok, conv = _check_type(spec.options[key], value)
             if not ok:
                 want = _type_name(spec.options[key])
                 if isinstance(spec.options[key], (list, tuple)) and spec.options[key]:
                     want = f"list of {_type_name(spec.options[key][0])}s"
-                raise ConfigError(f"{where} key {key!r}: expected {want}, got {_type_name(value)} {value!r}")
+                raise ConfigError(f"{where} key {_shown(key)}: expected {want}, got {_type_name(value)} {_shown(value)}")
+            if isinstance(conv, (int, float)) and not isinstance(conv, bool):
+                check_number(where, key, conv)
             out[key] = conv
         probes[name] = out
     inventory = _inventory_table(file, data.get("inventory", {}))
     return Config(file, timeout, budget, window, tuple(disable_raw), probes, inventory)
+
+
+def _shown(value: Any) -> str:
+    """A value or key for an error message: its repr, cut to 60 characters."""
+    return _cut(repr(value))
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters (a hostile file's key may be megabytes long)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _read_toml(file: str) -> dict[str, Any]:
+    """The parsed TOML of ``file``: a regular file of at most ``MAX_CONFIG_BYTES``, UTF-8."""
+    from ddx.readfile import read_small_file
+
+    raw = read_small_file(file, limit=MAX_CONFIG_BYTES, what="config file", error=ConfigError)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{file}:{line}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: invalid TOML: arrays or tables nested too deeply") from None
 
 
 INVENTORY_KEYS: dict[str, str] = {
@@ -253,9 +318,9 @@ def _inventory_table(file: str, raw: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in INVENTORY_KEYS:
-            raise ConfigError(f"{where} unknown key {key!r}{_suggest(key, list(INVENTORY_KEYS))}")
+            raise ConfigError(f"{where} unknown key {_shown(key)}{_suggest(key, list(INVENTORY_KEYS))}")
         if key in ("lookback_hours", "budget"):
-            out[key] = _positive(where, key, value)
+            out[key] = _positive(where, key, value, most=MAX_SECONDS if key == "budget" else 10 * _YEAR / 3600)
         elif key == "logs":
             out[key] = _paths(where, key, value)
         else:
@@ -266,7 +331,7 @@ def _inventory_table(file: str, raw: Any) -> dict[str, Any]:
                 w = f"{where} services[{i}]"
                 for k in entry:
                     if k not in _SERVICE_KEYS:
-                        raise ConfigError(f"{w} unknown key {k!r}{_suggest(k, list(_SERVICE_KEYS))}")
+                        raise ConfigError(f"{w} unknown key {_shown(k)}{_suggest(k, list(_SERVICE_KEYS))}")
                 name = entry.get("name")
                 if not isinstance(name, str) or not name.strip():
                     raise ConfigError(f"{w}: 'name' is required (a string)")
@@ -280,10 +345,10 @@ def _inventory_table(file: str, raw: Any) -> dict[str, Any]:
 
 def _paths(where: str, key: str, value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-        raise ConfigError(f"{where} key {key!r}: expected a list of paths, got {_type_name(value)}")
+        raise ConfigError(f"{where} key {_shown(key)}: expected a list of paths, got {_type_name(value)}")
     bad = [x for x in value if not x.startswith("/")]
     if bad:
-        raise ConfigError(f"{where} key {key!r}: {bad[0]!r} is not an absolute path")
+        raise ConfigError(f"{where} key {_shown(key)}: {_shown(bad[0])} is not an absolute path")
     return list(value)
 
 
@@ -377,7 +442,10 @@ and the key (with the closest known key when it looks mistyped), exit code 2.
 Rules: tables are `[ddx]`, `[inventory]` and `[probe.NAME]`, nothing else. A `[probe.NAME]`
 table may set that probe's options below and `timeout`. A value must have the
 type of its default; an integer is accepted where the default is a number with
-a fraction, and a list of tables where the default is a list.
+a fraction, and a list of tables where the default is a list. Numbers are finite
+and 0 or more; a `*_percent` is at most 100, a `*_ratio` or `*_share` at most 1,
+a timeout (and `budget`, `window`) at most 3600 seconds, other durations at
+most ten years. The file is UTF-8 text of at most 1 MB.
 
 ```toml
 [ddx]

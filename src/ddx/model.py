@@ -56,6 +56,18 @@ class Evidence:
     since: str | None = None
     times: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Evidence quotes what a host showed (log lines, queries, command lines, URLs): no
+        # password, token or key in it goes any further (output, JSON, bundles).
+        from ddx.host.redact import redact_text
+
+        for key in ("source", "summary"):
+            text = getattr(self, key)
+            if isinstance(text, str) and text:
+                object.__setattr__(self, key, redact_text(text))
+        if self.samples:
+            object.__setattr__(self, "samples", tuple(redact_text(s) if isinstance(s, str) else s for s in self.samples))
+
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"source": self.source, "summary": self.summary}
         for key in ("value", "threshold", "unit", "first_seen", "last_seen", "count", "since"):

@@ -33,3 +33,38 @@ def add_kb_option(parser: argparse.ArgumentParser) -> None:
         help="add a folder of your own condition files to the knowledge base (repeatable)",
     )
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")
+
+
+MAX_COUNT = 1000  # --top, --checks: more than anyone reads
+
+
+def count_arg(text: str) -> int:
+    """An argparse type: a whole number from 0 to ``MAX_COUNT``."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= n <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_COUNT}: {text!r}")
+    return n
+
+
+def seconds_arg(text: str) -> float:
+    """An argparse type: seconds, from 0 to ``ddx.config.MAX_SECONDS``."""
+    from ddx.config import MAX_SECONDS
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= v <= MAX_SECONDS:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to {MAX_SECONDS:g}: {text!r}")
+    return v
+
+
+def positive_seconds_arg(text: str) -> float:
+    """An argparse type: seconds, more than 0 and at most ``ddx.config.MAX_SECONDS``."""
+    v = seconds_arg(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return v

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import time
 from typing import Any
 
-from ddx.cli._common import add_command
+from ddx.cli._common import add_command, positive_seconds_arg, seconds_arg
 from ddx.units import size
 
 __all__ = ["add_collection_options", "collection_from_args", "register"]
@@ -33,23 +34,6 @@ EXAMPLES = """\
 """
 
 
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0: {text!r}")
-    return v
-
-
-def _positive(text: str) -> float:
-    v = _seconds(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return v
-
-
 def add_collection_options(parser: argparse.ArgumentParser) -> None:
     """The options of a run of the probes."""
     g = parser.add_argument_group("probes")
@@ -65,9 +49,9 @@ def add_collection_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="run only these probes (comma-separated, repeatable)",
     )
-    g.add_argument("--probe-timeout", metavar="S", type=_positive, help="seconds each probe may take (default 2)")
-    g.add_argument("--budget", metavar="S", type=_positive, help="seconds the whole run may take (default 10)")
-    g.add_argument("--window", metavar="S", type=_seconds, help="sampling window for rates (default 1)")
+    g.add_argument("--probe-timeout", metavar="S", type=positive_seconds_arg, help="seconds each probe may take (default 2)")
+    g.add_argument("--budget", metavar="S", type=positive_seconds_arg, help="seconds the whole run may take (default 10)")
+    g.add_argument("--window", metavar="S", type=seconds_arg, help="sampling window for rates (default 1)")
     g.add_argument(
         "--target",
         metavar="URL",
@@ -120,12 +104,27 @@ def _output_path(out: str, host: str) -> str:
     return out
 
 
+def _check_output(out: str) -> None:
+    """Refuse, before any probe runs, an output that cannot be a bundle: an
+    empty name, a device, a FIFO, a socket."""
+    from ddx.errors import UsageError
+    from ddx.readfile import file_kind
+
+    if not out.strip():
+        raise UsageError("-o: an empty file name")
+    try:
+        mode = os.stat(out).st_mode
+    except OSError:
+        return  # a new file; a folder that is not there is reported when the bundle is written
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise UsageError(f"-o {out}: is {file_kind(mode)}, not a bundle file or a folder")
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from ddx.errors import DdxError
     from ddx.host import LiveHost, RecordingHost
 
+    _check_output(args.output)
     host = RecordingHost(LiveHost())
     collection, config = _run(args, host)
     target = _output_path(args.output, host.name)
@@ -137,9 +136,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
     n_out = sum(len(c["outcomes"]) for c in calls)
     bad = collection.failed()
     tail = "; could not run: " + ", ".join(f"{r.name} ({r.status}: {r.reason})" for r in bad) if bad else ""
-    print(
+    from ddx.host.redact import redact_text
+    from ddx.render.safe import printable
+
+    print(printable(redact_text(
         f"ddx: saved {n_out} reads by {len(collection.results)} probes, {len(collection.findings)} findings, "
-        f"to {path} ({size(os.path.getsize(path))}) in {collection.seconds:.1f}s{tail}",
+        f"to {path} ({size(os.path.getsize(path))}) in {collection.seconds:.1f}s{tail}")),
         file=sys.stderr,
     )
     return 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ddx.cli._common import add_command
+from ddx.cli._common import add_command, count_arg
 
 DESCRIPTION = """\
 Rank the root causes that explain the evidence, with the findings for and
@@ -42,8 +42,8 @@ def register(sub: Any) -> None:
     fmt = out.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON (schema in docs/schema/diagnosis.schema.json)")
     fmt.add_argument("--markdown", action="store_true", help="print a Markdown block for an incident channel")
-    out.add_argument("--top", type=int, default=5, metavar="N", help="hypotheses shown in the terminal view (default 5)")
-    out.add_argument("--checks", type=int, default=3, metavar="N", help="next checks to propose (default 3)")
+    out.add_argument("--top", type=count_arg, default=5, metavar="N", help="hypotheses shown in the terminal view (default 5)")
+    out.add_argument("--checks", type=count_arg, default=3, metavar="N", help="next checks to propose (default 3)")
     out.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour the terminal view")
     from ddx.cli.collect import add_collection_options
 
@@ -55,14 +55,19 @@ def run(args: argparse.Namespace) -> int:
     from ddx.cases import observations
     from ddx.errors import UsageError
 
+    for option, value in (("--case", args.case), ("--from", args.bundle)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{option}: an empty file name")
     if args.case and args.bundle:
         raise UsageError("give either --case or --from, not both")
     kb = api.load_knowledge(args.kb)
     person = observations(args.saw, args.ruled_out, kb.findings.keys())
     if args.case:
         report, warnings = api.diagnose_case(args.case, observations=person, kb_dirs=args.kb, checks=args.checks)
+        from ddx.render.safe import printable
+
         for w in warnings:
-            print(f"ddx: warning: {w}", file=sys.stderr)
+            print(f"ddx: warning: {printable(w)}", file=sys.stderr)
     elif args.no_probes:
         if not person:
             raise UsageError("--no-probes needs at least one --saw or --ruled-out")

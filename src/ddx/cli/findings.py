@@ -19,8 +19,6 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from ddx.errors import UsageError
     from ddx.kb.loader import load_kb
 
@@ -30,10 +28,14 @@ def run(args: argparse.Namespace) -> int:
         areas = sorted({f.area for f in kb.findings.values()})
         raise UsageError(f"no findings in area {args.area!r}; areas: {', '.join(areas)}")
     if args.json:
-        print(json.dumps([{"id": f.id, "kind": f.kind, "fp_rate": f.fp_rate, "description": f.description,
-                           "seen_by": f.seen_by} for f in items], indent=2))
+        from ddx.render.safe import json_text
+
+        print(json_text([{"id": f.id, "kind": f.kind, "fp_rate": f.fp_rate, "description": f.description,
+                          "seen_by": f.seen_by} for f in items]))
         return 0
+    from ddx.render.safe import printable
+
     width = max(len(f.id) for f in items)
     for f in items:
-        print(f"{f.id:<{width}}  {f.kind:<7}  {f.fp_rate:<5}  {f.description}")
+        print(printable(f"{f.id:<{width}}  {f.kind:<7}  {f.fp_rate:<5}  {f.description}"))
     return 0

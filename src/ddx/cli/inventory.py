@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -38,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
     from ddx.probes.runner import take_inventory
 
     config = load_config(args.config)
+    if args.bundle is not None and not args.bundle.strip():
+        from ddx.errors import UsageError
+
+        raise UsageError("--from: an empty file name")
     if args.bundle:
         from ddx.host import BundleHost
 
@@ -48,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
         host = LiveHost()
     inv = take_inventory(host, config)
     if args.json:
-        sys.stdout.write(json.dumps(inv.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        from ddx.render.safe import json_text
+
+        sys.stdout.write(json_text(inv.to_dict()) + "\n")
     else:
         from ddx.render.inventory import render_inventory
 

@@ -46,12 +46,13 @@ def _help(p: argparse.ArgumentParser) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     from ddx.kb.loader import load_kb
+    from ddx.render.safe import printable
 
     kb = load_kb(args.kb)
     width = max(len(c) for c in kb.conditions)
     for cid in sorted(kb.conditions):
         c = kb.conditions[cid]
-        print(f"{cid:<{width}}  {c.prior:>6.3f}  {c.name}")
+        print(printable(f"{cid:<{width}}  {c.prior:>6.3f}  {c.name}"))
     print(f"{'(unlisted)':<{width}}  {kb.unlisted_prior:>6.3f}  a cause not in the knowledge base")
     return 0
 
@@ -68,7 +69,9 @@ def run_show(args: argparse.Namespace) -> int:
         close = difflib.get_close_matches(args.id, list(kb.conditions), n=1)
         hint = f" (did you mean {close[0]}?)" if close else " (see `ddx kb list`)"
         raise UsageError(f"no condition {args.id!r}{hint}")
-    sys.stdout.write(condition_text(kb, args.id))
+    from ddx.render.safe import printable
+
+    sys.stdout.write(printable(condition_text(kb, args.id), multiline=True))
     return 0
 
 

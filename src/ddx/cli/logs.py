@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from ddx.cli._common import add_command
+from ddx.cli._common import add_command, count_arg
 
 LOGS_DESCRIPTION = """\
 Turn log lines into templates (the message with its variable parts as <*>)
@@ -34,7 +34,10 @@ labels each line as it arrives, with the template as it was then (ids of early
 lines may differ from later ones when a template generalised).
 
 Lines that cannot be mined (over 1 MiB, binary files) are left out, with a
-note on stderr; line numbers always count every physical line.
+note on stderr; line numbers always count every physical line. A pipe, a FIFO
+or a device is read once, as stdin is. Control characters in the output are
+shown as escapes (\x1b); a CSV cell that a spreadsheet would run as a formula
+(=, +, -, @ first) starts with a quote.
 """
 
 PARSE_EXAMPLES = """\
@@ -98,7 +101,7 @@ def register(sub: Any) -> None:
     s.add_argument("--since", metavar="TIME", help="ignore lines before TIME")
     s.add_argument("--baseline-until", metavar="TIME", help="baseline part: lines before TIME")
     s.add_argument("--json", action="store_true", help="machine-readable output")
-    s.add_argument("--top", metavar="N", type=int, default=10, help="templates to list per section (default 10)")
+    s.add_argument("--top", metavar="N", type=count_arg, default=10, help="templates to list per section (default 10)")
 
 
 def _logs_help(args: argparse.Namespace) -> int:
@@ -107,8 +110,11 @@ def _logs_help(args: argparse.Namespace) -> int:
 
 
 def _note(lines: list[str]) -> None:
+    from ddx.render.safe import printable
+
     for n in lines:
-        print(f"ddx: note: {n}", file=sys.stderr)
+        print(f"ddx: note: {printable(n)}", file=sys.stderr)
+
 
 
 def run_parse(args: argparse.Namespace) -> int:
@@ -116,25 +122,28 @@ def run_parse(args: argparse.Namespace) -> int:
 
     from ddx.logs.headers import records
     from ddx.logs.miner import TemplateMiner
-    from ddx.logs.reader import ReadNotes, read_lines
+    from ddx.logs.reader import ReadNotes, read_lines, rereadable
+    from ddx.render.safe import csv_cell, printable
 
     path: str = args.file
     out = sys.stdout
     if args.csv:
         w = csv.writer(out, lineterminator="\n")
         w.writerow(("line", "template_id", "template"))
-        emit = w.writerow
+
+        def emit(row: tuple[int, str, str]) -> None:
+            w.writerow((row[0], row[1], csv_cell(printable(row[2]))))
     else:
 
         def emit(row: tuple[int, str, str]) -> None:
-            out.write(f"{row[0]}\t{row[1]}\t{row[2]}\n")
+            out.write(f"{row[0]}\t{row[1]}\t{printable(row[2])}\n")
 
     miner = TemplateMiner()
     root = miner.root
     notes = ReadNotes(path)
     rec_notes: list[str] = []
     detected: list[Any] = []
-    if path == "-" or args.stream:
+    if args.stream or not rereadable(path):
         for rec in records(read_lines(path, notes), notes=rec_notes, detected=detected):
             c = miner.add(rec.message)
             emit((rec.line, c.template_id, c.template))
@@ -154,28 +163,24 @@ def run_parse(args: argparse.Namespace) -> int:
 
 
 def run_summary(args: argparse.Namespace) -> int:
-    import json
-
     from ddx.logs import summarize_files
     from ddx.logs.times import parse_time_arg
+    from ddx.render.safe import json_text
 
     since = parse_time_arg(args.since, option="--since") if args.since else None
     until = parse_time_arg(args.baseline_until, option="--baseline-until") if args.baseline_until else None
-    if args.top < 0:
-        from ddx.errors import UsageError
-
-        raise UsageError("--top: must be 0 or more")
     summary = summarize_files(args.files, baseline_until=until, since=since)
     if args.json:
-        json.dump(summary.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
+        sys.stdout.write(json_text(summary.to_dict()) + "\n")
     else:
         sys.stdout.write(render_summary(summary, top=args.top))
     return 0
 
 
 def render_summary(summary: Any, *, top: int = 10) -> str:
-    """The text report of a ``LogSummary``."""
+    """The text report of a ``LogSummary``; what came from the logs (templates,
+    samples, file names) is shown with ``printable``."""
+    from ddx.render.safe import printable
     from ddx.units import iso_or_none
 
     def when(t: float | None) -> str:
@@ -225,4 +230,4 @@ def render_summary(summary: Any, *, top: int = 10) -> str:
         lines.append("")
         lines.append("Skipped:")
         lines += [f"  {s}" for s in summary.skipped]
-    return "\n".join(lines) + "\n"
+    return "\n".join(printable(ln) for ln in lines) + "\n"

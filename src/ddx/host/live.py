@@ -6,16 +6,23 @@ worker thread that the caller stops waiting for after the timeout
 on timeout. A sick host therefore cannot hang ddx. ``root=`` points the file
 calls at another tree (a fixture ``/proc``), like glances' ``proc_root``;
 commands still run on the live host.
+
+Commands never outlive ddx: every command's process group is kept in a
+registry while it runs, and ``kill_children`` kills them all. The command line
+calls it on every way out, signals included (``ddx.cli.main``), and it runs
+again at interpreter exit (``atexit``), after which no new command starts.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
 import socket
 import stat as stat_mod
 import subprocess
+import threading
 import time as time_mod
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -23,9 +30,68 @@ from typing import Any, TypeVar
 from ddx.host.base import CommandResult, StatResult, VfsResult
 from ddx.host.calls import effective_timeout, pool_call
 
-__all__ = ["LiveHost"]
+__all__ = ["LiveHost", "kill_children", "running_children"]
 
 T = TypeVar("T")
+
+
+# --- the commands running now, by process group ----------------------------------
+
+_children_lock = threading.Lock()
+_children: set[int] = set()  # process group ids (the leaders' pids)
+_closing = False
+
+
+def running_children() -> list[int]:
+    """The process groups (leader pids) of the commands running now."""
+    with _children_lock:
+        return sorted(_children)
+
+
+def kill_children(*, close: bool = False) -> int:
+    """Kill the process group of every command still running (SIGKILL); with
+    ``close``, refuse new commands from then on (at exit). Returns how many
+    groups were killed. Safe to call from any thread and more than once."""
+    global _closing
+    with _children_lock:
+        _closing = _closing or close
+        groups = list(_children)
+    for pgid in groups:
+        _kill_group(pgid)
+    return len(groups)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+atexit.register(kill_children, close=True)
+
+
+def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a session of its own and register its process group."""
+    if _closing:
+        raise TimeoutError(f"command {argv[0]} not started: ddx is exiting")
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=env,
+    )
+    with _children_lock:
+        _children.add(proc.pid)
+        late = _closing
+    if late:  # kill_children(close=True) ran while this one started
+        _kill_group(proc.pid)
+    return proc
+
+
+def _forget(proc: subprocess.Popen[bytes]) -> None:
+    with _children_lock:
+        _children.discard(proc.pid)
 
 
 def _read_bytes(path: str, max_bytes: int, tail: bool) -> bytes:
@@ -137,19 +203,11 @@ class LiveHost:
         what = f"command {' '.join(argv)[:80]}"
         t = effective_timeout(timeout, what)
         env = dict(os.environ, **(env or {}), LC_ALL="C", LANG="C")
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            env=env,
-        )
+        proc = _start(list(argv), env)
         try:
             out, err = proc.communicate(timeout=t)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            _kill_group(proc.pid)
             proc.kill()
             try:
                 proc.communicate(timeout=0.5)
@@ -158,6 +216,11 @@ class LiveHost:
                     with contextlib.suppress(OSError):
                         f.close()  # type: ignore[union-attr]
             raise TimeoutError(f"{what} did not finish within {t:.1f}s (killed)") from None
+        except BaseException:  # interrupted while waiting (a signal, an exception): the command goes too
+            _kill_group(proc.pid)
+            raise
+        finally:
+            _forget(proc)
         return CommandResult(
             tuple(argv),
             proc.returncode,

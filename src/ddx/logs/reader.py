@@ -13,7 +13,9 @@ every oddity becomes a note in a :class:`ReadNotes` and reading goes on:
 
 Line numbers are 1-based and count every physical line, skipped ones included,
 so they always point into the file. A file that cannot be opened raises
-:class:`~ddx.errors.UsageError` naming it.
+:class:`~ddx.errors.UsageError` naming it, and so does a closed stdin. Input
+is peeked, never seeked, so pipes, FIFOs and devices read like files; a FIFO
+with no writer reads as empty instead of waiting for one.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import stat
 import sys
 import zlib
 from collections.abc import Iterator
@@ -29,7 +32,7 @@ from typing import BinaryIO
 
 from ddx.errors import UsageError
 
-__all__ = ["MAX_LINE", "ReadNotes", "is_binary", "read_lines"]
+__all__ = ["MAX_LINE", "ReadNotes", "is_binary", "read_lines", "rereadable"]
 
 MAX_LINE = 1 << 20
 _SNIFF = 8192
@@ -62,44 +65,83 @@ class ReadNotes:
 
 
 def is_binary(head: bytes) -> bool:
-    """Does the start of a file look like binary data rather than text?"""
+    """Does the start of a file look like binary data rather than text? Many
+    NUL bytes, control bytes, or bytes that are not UTF-8 (random data:
+    ``/dev/urandom`` would otherwise be read as an endless log)."""
     if not head:
         return False
     if head.count(0) > len(head) // 4:
         return True
     controls = sum(1 for b in head if b < 32 and b not in _TEXT_CONTROLS)
-    return controls > len(head) // 10
+    if controls > len(head) // 10:
+        return True
+    if max(head) < 0x80:
+        return False
+    undecodable = head[:-4].decode("utf-8", "replace").count("\ufffd")  # the end may cut a character
+    return undecodable > len(head) // 8
 
 
-def _open(path: str) -> tuple[BinaryIO, bool]:
+def rereadable(path: str) -> bool:
+    """Can ``path`` be read twice (a regular file)? Not stdin, a pipe, a FIFO or a device."""
     if path == "-":
-        f = sys.stdin.buffer
-        if not hasattr(f, "peek"):
-            f = io.BufferedReader(f)  # type: ignore[arg-type]
-        if f.peek(2)[:2] == b"\x1f\x8b":  # type: ignore[attr-defined]
-            return gzip.GzipFile(fileobj=f, mode="rb"), True  # type: ignore[return-value]
-        return f, False
+        return False
     try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed by read_lines
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return True  # read_lines names the problem
+
+
+def _stdin() -> BinaryIO:
+    stream = sys.stdin  # None when ddx started with file descriptor 0 closed
+    if stream is None or stream.closed or not hasattr(stream, "buffer"):
+        raise UsageError("-: standard input is closed")
+    return stream.buffer
+
+
+def _open_file(path: str) -> BinaryIO:
+    """``path`` opened for reading. A FIFO is opened without waiting for a
+    writer (none: it reads as empty); then reads block as usual."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise UsageError(f"{path}: is a directory, not a log file") from None
     except PermissionError:
         raise UsageError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot open ({exc.strerror or exc})") from None
-    magic = raw.read(2)
-    raw.seek(0)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot open ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise UsageError(f"{path}: is a directory, not a log file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return open(fd, "rb")  # noqa: SIM115 - closed by read_lines
+
+
+def _open(path: str) -> tuple[BinaryIO, BinaryIO]:
+    """(the lines' stream, the file under it): the input buffered (peeked,
+    never seeked: pipes and FIFOs cannot), gunzipped when it starts with the
+    gzip magic."""
+    f = _stdin() if path == "-" else _open_file(path)
+    if not hasattr(f, "peek"):
+        f = io.BufferedReader(f)  # type: ignore[arg-type,type-var]
+    try:
+        magic = f.peek(2)[:2]  # type: ignore[attr-defined]
+    except OSError:
+        magic = b""  # read_lines notes the error on its first read
     if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb"), True  # type: ignore[return-value]
-    return raw, False
+        return gzip.GzipFile(fileobj=f, mode="rb"), f  # type: ignore[return-value]
+    return f, f
 
 
 def read_lines(path: str, notes: ReadNotes | None = None) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` for each readable line of ``path`` (``-``: stdin)."""
     notes = notes if notes is not None else ReadNotes(path)
-    f, compressed = _open(path)
+    f, under = _open(path)
+    compressed = f is not under
     st = None
     if path != "-" and not compressed:
         try:
@@ -157,6 +199,7 @@ def read_lines(path: str, notes: ReadNotes | None = None) -> Iterator[tuple[int,
         notes.lines = n
         if path != "-":
             f.close()
+            under.close()
 
 
 def _check_rotation(path: str, st: os.stat_result, f: BinaryIO, notes: ReadNotes) -> None:

@@ -1,8 +1,13 @@
-"""The terminal view of an inventory: what runs here, how ddx knows, where it looks."""
+"""The terminal view of an inventory: what runs here, how ddx knows, where it looks.
+
+Everything in an inventory was read from the host: each line goes through
+``printable`` (``ddx.render.safe``) before it is written.
+"""
 
 from __future__ import annotations
 
 from ddx.inventory.model import Inventory, Service
+from ddx.render.safe import printable
 from ddx.render.terminal import clip
 from ddx.units import duration, iso
 
@@ -53,18 +58,18 @@ def _service(s: Service, now: float | None) -> list[str]:
         lines.append(clip(f"  depends:  {d.address}  [{d.what} in {d.where}]", WIDTH))
     for n in s.notes[:4]:
         lines.append(clip(f"  note:     {n}", WIDTH))
-    return lines
+    return [printable(ln) for ln in lines]
 
 
 def render_inventory(inv: Inventory, now: float | None = None) -> str:
-    out = [f"ddx inventory: {inv.host}: {len(inv.services)} service(s), found in {inv.seconds:.2f}s", ""]
+    out = [f"ddx inventory: {printable(inv.host)}: {len(inv.services)} service(s), found in {inv.seconds:.2f}s", ""]
     for s in inv.services:
         out += _service(s, now)
         out.append("")
     if inv.extra_logs:
-        out.append("logs named in ddx.toml: " + ", ".join(lg.path for lg in inv.extra_logs))
+        out.append(printable("logs named in ddx.toml: " + ", ".join(lg.path for lg in inv.extra_logs)))
     for p in inv.problems:
-        out.append(f"could not: {p}")
+        out.append(printable(f"could not: {p}"))
     if not inv.services:
         out.append("no service found (no process holds a listening socket, or their owners cannot be read: "
                    "run as root to see other users' processes)")

@@ -6,13 +6,14 @@ Numbers are rounded so that the same input gives the same bytes.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ddx import __version__
 from ddx.engine.checks import CheckAdvice
 from ddx.engine.diagnosis import Diagnosis, Hypothesis
 from ddx.engine.inference import Weight
+from ddx.host.redact import redact_text
+from ddx.render.safe import json_text
 
 __all__ = ["SCHEMA", "to_dict", "render_json"]
 
@@ -85,12 +86,13 @@ def to_dict(d: Diagnosis) -> dict[str, Any]:
         out["not_looked_at"] = [{"what": what, "findings": list(fids)} for what, fids in gaps]
     if "onset" in meta:
         out["onset"] = meta["onset"]
-    if "probes" in meta:
-        out["probes"] = meta["probes"]
+    if "probes" in meta:  # a probe's reason may quote what failed (a URL, a command line): redacted
+        out["probes"] = [{**p, "reason": redact_text(p["reason"])} if isinstance(p.get("reason"), str) and p["reason"]
+                         else p for p in meta["probes"]]
     if "collection_seconds" in meta:
         out["collection_seconds"] = meta["collection_seconds"]
     return out
 
 
 def render_json(d: Diagnosis) -> str:
-    return json.dumps(to_dict(d), indent=2, ensure_ascii=False) + "\n"
+    return json_text(to_dict(d)) + "\n"

@@ -31,10 +31,9 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from ddx.inventory.model import Inventory
-from ddx.urls import mask_url
+from ddx.urls import mask_url, split_url
 
 __all__ = [
     "Listening",
@@ -98,17 +97,15 @@ def parse_target(url: str, schemes: Sequence[str], default_port: int) -> Target:
     ``ValueError`` naming the (masked) URL when it cannot be used."""
     shown = mask_url(url)
     try:
-        parts = urlsplit(url)
+        parts, user, password = split_url(url)
         port = parts.port or default_port
-    except ValueError as exc:
-        raise ValueError(f"target {shown}: {exc}") from None
+    except ValueError:
+        raise ValueError(f"target {shown}: not a valid URL (bad host or port)") from None
     scheme = parts.scheme.lower()
     if scheme not in schemes:
         raise ValueError(f"target {shown}: scheme must be {' or '.join(s + '://' for s in schemes)}")
     if not parts.hostname:
         raise ValueError(f"target {shown}: no host")
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password is not None else None
     return Target(scheme, parts.hostname, port, user or None, password, url)
 
 

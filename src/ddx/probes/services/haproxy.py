@@ -52,7 +52,6 @@ import http.client
 import io
 import re
 import socket
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +60,7 @@ from ddx.errors import ProbeError
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.units import duration
+from ddx.urls import split_url
 
 __all__ = [
     "DEFAULTS",
@@ -428,7 +428,7 @@ def query_socket(path: str, timeout: float) -> str:
 
 def fetch_stats_url(url: str, timeout: float) -> str:
     """GET the stats page as CSV (``URL;csv``); the body, or raise."""
-    u = urllib.parse.urlsplit(url)
+    u = split_url(url)[0]
     if u.scheme != "http" or not u.hostname:
         raise ValueError("expected http://host[:port]/stats-uri (https stats pages are not supported)")
     path = (u.path or "/") + (f"?{u.query}" if u.query else "")

@@ -60,7 +60,7 @@ from ddx.probes.parsers.httpparse import (
 )
 from ddx.probes.services.web import WebServer, hostport, web_servers
 from ddx.units import iso
-from ddx.urls import mask_url
+from ddx.urls import mask_url, split_url
 
 __all__ = ["Reply", "fetch", "http"]
 
@@ -125,7 +125,7 @@ def fetch(host: Host, url: str, *, timeout: float, method: str = "GET", body: by
     HTTP answer, bad URL), ``LookupError`` on a bundle."""
     if not is_live(host):
         raise LookupError("network requests are not recorded in bundles")
-    u = urllib.parse.urlsplit(url)
+    u, user, password = split_url(url)  # a password with @ or / in it is never taken for the host
     if u.scheme not in ("http", "https") or not u.hostname:
         raise ValueError(f"not an http(s) URL: {mask_url(url)}")
     try:
@@ -138,10 +138,10 @@ def fetch(host: Host, url: str, *, timeout: float, method: str = "GET", body: by
     else:
         conn = httpclient.HTTPConnection(u.hostname, port, timeout=timeout)
     headers = {"User-Agent": "ddx-probe", "Connection": "close", "Accept": "*/*"}
-    if u.username is not None:
+    if user is not None:
         import base64
 
-        cred = f"{urllib.parse.unquote(u.username)}:{urllib.parse.unquote(u.password or '')}"
+        cred = f"{user}:{password or ''}"
         headers["Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode()
     path = (u.path or "/") + (f"?{u.query}" if u.query else "")
     t0 = time.monotonic()

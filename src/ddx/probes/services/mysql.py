@@ -51,7 +51,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 from ddx.errors import ProbeError
 from ddx.inventory.model import Inventory
@@ -61,7 +61,7 @@ from ddx.probes.services.dbcommon import FINDINGS as DB_FINDINGS
 from ddx.probes.services.dbcommon import TargetError, combine_targets, quote
 from ddx.probes.services.dbcommon import check_options as db_check_options
 from ddx.units import duration
-from ddx.urls import mask_url
+from ddx.urls import mask_url, split_url
 
 __all__ = [
     "DEFAULTS",
@@ -124,24 +124,23 @@ def my_target_from_url(url: str) -> MyTarget:
     """A configured target. Raises ``ValueError`` naming the masked URL."""
     shown = mask_url(url)
     try:
-        parts = urlsplit(url)
+        parts, user, password = split_url(url)  # the password up to the URL's last @, / and @ included
         port = parts.port or 3306
-    except ValueError as exc:
-        raise ValueError(f"target {shown}: {exc}") from None
+    except ValueError:
+        raise ValueError(f"target {shown}: not a valid URL (bad host or port)") from None
     if parts.scheme.lower() not in ("mysql", "mariadb"):
         raise ValueError(f"target {shown}: scheme must be mysql://")
     query = parse_qs(parts.query)
     socket = (query.get("socket") or [""])[0]
     if not parts.hostname and not socket:
         raise ValueError(f"target {shown}: no host (or ?socket=/path)")
-    password = unquote(parts.password) if parts.password is not None else None
     args: list[str] = ["--no-defaults"] if password is not None else []
     if socket:
         args += ["--protocol=SOCKET", "-S", socket]
     else:
         args += ["--protocol=TCP", "-h", parts.hostname or "127.0.0.1", "-P", str(port)]
-    if parts.username:
-        args += ["-u", unquote(parts.username)]
+    if user:
+        args += ["-u", user]
     db = parts.path.lstrip("/")
     if db:
         args += ["-D", unquote(db)]

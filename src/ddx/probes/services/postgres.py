@@ -66,7 +66,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 from ddx.errors import ProbeError
 from ddx.inventory.model import Inventory
@@ -80,7 +79,7 @@ from ddx.probes.services.dbcommon import (
     quote,
 )
 from ddx.units import duration, iso
-from ddx.urls import mask_url
+from ddx.urls import mask_url, split_userinfo
 
 __all__ = [
     "DEFAULTS",
@@ -137,27 +136,23 @@ class PgTarget:
     local_port: int | None = None  # for matching configured and discovered servers
 
 
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/?#]*):(?P<password>[^@/?#]*)@")
-_PORT_IN_URL = re.compile(r"^[A-Za-z]+://(?:[^@/?#]*@)?(?:\[[^\]]*\]|[^:/?#]*)(?::(\d+))?")
+_PORT_IN_REST = re.compile(r"^(?:\[[^\]]*\]|[^:/?#]*)(?::(\d+))?")
 
 
 def pg_target_from_url(url: str, connect_timeout: int = 2) -> PgTarget:
     """A configured target. The password leaves the URI (it goes to the
-    environment); ``connect_timeout`` and ``application_name`` are added unless
-    the URL sets them. Raises ``ValueError`` naming the masked URL."""
+    environment, all of it, ``@`` and ``/`` included: ``ddx.urls.split_userinfo``);
+    ``connect_timeout`` and ``application_name`` are added unless the URL sets
+    them. Raises ``ValueError`` naming the masked URL."""
     shown = mask_url(url)
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in _SCHEMES:
         raise ValueError(f"target {shown}: scheme must be postgresql://")
-    password = None
-    m = _USERINFO.match(url)
-    if m:
-        password = unquote(m["password"])
-        url_nopw = f"{m['scheme']}{m['user']}@{url[m.end():]}"
-    else:
-        url_nopw = url
-    if "password=" in url_nopw.partition("?")[2]:
-        raise ValueError(f"target {shown}: put the password in the user-info (user:pass@), not a password= parameter")
+    u = split_userinfo(url)
+    password = u.plain_password()
+    url_nopw = u.without_password()
+    if re.search(r"(?i)[?&]password=", url_nopw):
+        raise ValueError(f"target {shown}: put the password in the user-info (user:pass@), not in a query parameter")
     params = url_nopw.partition("?")[2]
     extra = []
     if "connect_timeout=" not in params:
@@ -166,7 +161,7 @@ def pg_target_from_url(url: str, connect_timeout: int = 2) -> PgTarget:
         extra.append("application_name=ddx")
     if extra:
         url_nopw += ("&" if "?" in url_nopw else "?") + "&".join(extra)
-    pm = _PORT_IN_URL.match(url)
+    pm = _PORT_IN_REST.match(u.rest)
     port = int(pm[1]) if pm and pm[1] else 5432
     return PgTarget(shown, url_nopw, password or None, None, True, port)
 

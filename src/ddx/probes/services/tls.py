@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as _dt
 import socket
 import ssl
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,7 @@ from ddx.model import Evidence, Finding, State
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.services.web import hostport, web_servers
 from ddx.units import iso
-from ddx.urls import mask_url
+from ddx.urls import mask_url, split_url
 
 __all__ = ["CertInfo", "NotTLS", "cert_info", "fetch_cert", "judge_cert", "tls"]
 
@@ -233,7 +232,7 @@ class _Endpoint:
 
 def _target(url: str) -> _Endpoint:
     raw = url if "://" in url else f"https://{url}"
-    u = urllib.parse.urlsplit(raw)
+    u = split_url(raw)[0]
     if u.scheme != "https" or not u.hostname:
         raise ProbeError(f"probe.tls targets: {mask_url(url)!r} is not an https:// URL or host:port")
     try:
