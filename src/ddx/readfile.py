@@ -14,7 +14,7 @@ import stat
 from ddx.errors import UsageError
 from ddx.units import size
 
-__all__ = ["FileRefused", "file_kind", "read_regular", "read_small_file"]
+__all__ = ["FileRefused", "file_kind", "read_fd", "read_regular", "read_small_file"]
 
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
@@ -30,6 +30,18 @@ def file_kind(mode: int) -> str:
     if stat.S_ISREG(mode):
         return "a regular file"
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def read_fd(fd: int, most: int) -> bytes:
+    """At most ``most`` bytes from an open file descriptor, up to its end."""
+    chunks, left = [], most
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 class FileRefused(ValueError):
@@ -53,16 +65,9 @@ def read_regular(path: str | os.PathLike[str], limit: int) -> bytes:
             raise FileRefused(f"is {file_kind(st.st_mode)}, not a regular file", file_kind(st.st_mode))
         if st.st_size > limit:
             raise FileRefused(f"is {size(st.st_size)}, more than the {size(limit)} allowed")
-        chunks, left = [], limit + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 16))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        data = read_fd(fd, limit + 1)
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     if len(data) > limit:  # it grew while being read
         raise FileRefused(f"is more than the {size(limit)} allowed")
     return data

@@ -10,7 +10,7 @@ from ddx.cli._common import add_command
 
 
 def register(sub: Any) -> None:
-    p = add_command(
+    p: Any = add_command(
         sub, "kb", help="list, show and lint the knowledge base of conditions",
         description="Inspect the knowledge base: the conditions ddx ranks, their evidence and checks.",
         examples="""\

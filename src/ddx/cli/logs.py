@@ -154,8 +154,8 @@ def run_parse(args: argparse.Namespace) -> int:
         rec_notes = []
         fmt = detected[0] if detected else None
         for rec in records(read_lines(path, notes), fmt=fmt, notes=rec_notes):
-            c = miner.match(rec.message)
-            c = root(c) if c is not None else miner.add(rec.message)
+            hit = miner.match(rec.message)
+            c = root(hit) if hit is not None else miner.add(rec.message)
             emit((rec.line, c.template_id, c.template))
     out.flush()
     _note(notes.notes() + [f"{path}: {n}" for n in rec_notes])

@@ -54,7 +54,7 @@ except ImportError:  # the drill checks for python3-psycopg2 before it starts
     psycopg2 = None
 
 _db = None
-_cache = {}
+_cache: dict[str, object] = {}
 # What a real app's worker holds from its start (loaded models, warmed caches): touched, so resident.
 _resident = b"\1" * (int(CONFIG.get("worker_memory_mb", 0)) << 20)
 

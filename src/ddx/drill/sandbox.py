@@ -155,9 +155,9 @@ def _cgroup_dirs(name: str) -> tuple[Path | None, Path | None]:
     enabled at the root, else in the v1 memory hierarchy."""
     if (CGROUP_BASE / "cgroup.controllers").exists():  # pure v2
         ctrl = (CGROUP_BASE / "cgroup.subtree_control").read_text().split()
-        track = CGROUP_BASE / name
-        return track, track if "memory" in ctrl else None
-    track = CGROUP_BASE / "unified" / name if (CGROUP_BASE / "unified" / "cgroup.procs").exists() else None
+        return CGROUP_BASE / name, CGROUP_BASE / name if "memory" in ctrl else None
+    unified = CGROUP_BASE / "unified"
+    track = unified / name if (unified / "cgroup.procs").exists() else None
     mem = CGROUP_BASE / "memory" / name if (CGROUP_BASE / "memory" / "cgroup.procs").exists() else None
     return track, mem
 

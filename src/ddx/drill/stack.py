@@ -260,9 +260,9 @@ class Stack:
                                                user="postgres", log=self.pg_log, cwd=pg)
         self._wait_port("postgres", deadline)
         while True:  # listening is not accepting queries yet (startup recovery)
-            r = subprocess.run([str(self.pg_bin / "pg_isready"), "-h", str(pg), "-p", str(self.ports["postgres"])],
-                               capture_output=True, timeout=5)
-            if r.returncode == 0:
+            ready = subprocess.run([str(self.pg_bin / "pg_isready"), "-h", str(pg), "-p", str(self.ports["postgres"])],
+                                   capture_output=True, timeout=5)
+            if ready.returncode == 0:
                 break
             if time.monotonic() > deadline:
                 raise SandboxError(f"PostgreSQL did not become ready{self._log_tail('postgres')}")

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 from ddx.host.base import CommandResult, StatResult, VfsResult
 from ddx.host.calls import current_probe
 from ddx.host.redact import redact_cmdline, redact_output
+from ddx.readfile import file_kind, read_fd
 from ddx.units import iso_local
 
 __all__ = [
@@ -437,14 +438,7 @@ def _folder_member(path: str, top: int, name: str, limit: int) -> bytes | None:
             now = os.fstat(fd)
             if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or not stat_mod.S_ISREG(now.st_mode):
                 raise _refused(path, f"member {name} was replaced while it was read")
-            chunks: list[bytes] = []
-            left = limit + 1
-            while left > 0:
-                chunk = os.read(fd, min(left, 1 << 20))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                left -= len(chunk)
+            data = read_fd(fd, limit + 1)
         finally:
             os.close(fd)
     except OSError as exc:
@@ -452,9 +446,9 @@ def _folder_member(path: str, top: int, name: str, limit: int) -> bytes | None:
     finally:
         for fd in opened:
             os.close(fd)
-    if left <= 0:
+    if len(data) > limit:
         raise _refused(path, f"member {name} grew over the limit of {_mib(limit)} while it was read")
-    return b"".join(chunks)
+    return data
 
 
 # -- a bundle archive (.tar.gz)
@@ -514,8 +508,6 @@ def _read_archive(path: str) -> tuple[dict[str, Any], list[Any], dict[str, bytes
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO does not wait for a writer
         mode = os.fstat(fd).st_mode
         if not stat_mod.S_ISREG(mode):
-            from ddx.readfile import file_kind
-
             os.close(fd)
             raise _refused(path, f"it is {file_kind(mode)}, not a bundle file or a folder")
         with os.fdopen(fd, "rb") as raw:

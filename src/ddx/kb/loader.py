@@ -13,7 +13,7 @@ import difflib
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import yaml
 
@@ -136,7 +136,7 @@ def _read_yaml(path: Path, problems: list[str], *, strict: bool) -> tuple[Any, _
     return data, probs
 
 
-def _is_prob(value: Any) -> bool:
+def _is_prob(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 < float(value) < 1.0
 
 
@@ -336,7 +336,7 @@ def _parse_condition(
             probs.add((key,), "a list of strings")
             ok = False
         lists[key] = tuple(s.strip() for s in got or ())
-    if not ok or probs.items:
+    if not ok or probs.items or not isinstance(cid, str) or not _is_prob(prior):
         problems.extend(probs.render())
         return None
     cond = Condition(

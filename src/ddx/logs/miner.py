@@ -452,7 +452,7 @@ class TemplateMiner:
             if e is None or (type(e) is tuple and e[0] == t):
                 sib[key] = (t, c)
                 continue
-            if type(e) is tuple:
+            if isinstance(e, tuple):
                 d: dict[str, Cluster] = {e[0]: e[1], t: c}
                 sib[key] = d
             else:

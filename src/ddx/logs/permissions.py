@@ -152,6 +152,8 @@ def access_problem(path: str, stats: Mapping[str, _Stat | None], creds: Creds, *
     parent = chain[-1]
     if target is None:
         pst = stats[parent]
+        if pst is None:  # checked in the loop above
+            return None
         if not _allows(pst, creds, 2 | 1):
             return f"cannot create files in {_describe(parent, pst, users, groups)}: no write permission"
         return None

@@ -816,6 +816,7 @@ def _permission_check(ctx: ProbeContext, read: LogRead) -> tuple[bool, Evidence]
     None (unknown) when nothing could be checked: no such error, no path in it, or
     no process (other than root) holding the log open."""
     from ddx.logs.permissions import (
+        Creds,
         access_problem,
         ancestors,
         denied_path,
@@ -868,7 +869,7 @@ def _permission_check(ctx: ProbeContext, read: LogRead) -> tuple[bool, Evidence]
     fine: list[str] = []
     checked = 0
     for log in logs:
-        creds = {}
+        creds: dict[Creds, list[int]] = {}
         for pid in _writer_pids(writers.get(log, [])):
             try:
                 c = parse_creds(host.read_text(f"/proc/{pid}/status", max_bytes=16384))

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 __all__ = [
+    "cgroup_roots",
     "PSEUDO_TYPES",
     "SKIP_PREFIXES",
     "Mount",
@@ -90,6 +91,14 @@ def parse_mounts(text: str) -> list[Mount]:
         opts = tuple(f[3].split(","))
         out.append(Mount(unescape_mount(f[1]), f[2], unescape_mount(f[0]), opts, opts))
     return out
+
+
+def cgroup_roots(mounts_text: str, controller: str) -> list[tuple[str, bool]]:
+    """Mount points of a cgroup ``controller`` ("memory", "pids") in /proc/mounts:
+    (path, is_v2). cgroup2 mounts always (the controller may be enabled below the
+    root), v1 mounts of that controller."""
+    return [(m.point, m.fstype == "cgroup2") for m in parse_mounts(mounts_text)
+            if m.fstype == "cgroup2" or (m.fstype == "cgroup" and controller in m.mount_opts)]
 
 
 def parse_fstab(text: str) -> dict[str, tuple[str, ...]]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import errno
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -489,6 +489,22 @@ def _why(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def stat_int(stats: Mapping[str, str], key: str) -> int | None:
+    """A counter of a stats reply as an integer (``"12"``, ``"12.0"``), None when absent or not a number."""
+    try:
+        return int(float(stats[key]))
+    except (KeyError, ValueError, OverflowError):
+        return None
+
+
+def stat_delta(a: Mapping[str, str], b: Mapping[str, str], key: str) -> int | None:
+    """How much a counter grew from one stats reply to the next (0 when it was reset)."""
+    x, y = stat_int(a, key), stat_int(b, key)
+    if x is None or y is None:
+        return None
+    return max(0, y - x)
+
+
 def hit_rate_verdict(
     window: tuple[int, int], before: tuple[int, int], seconds: float, opt: Any, source: str, unit: str
 ) -> tuple[str, bool, Any] | None:
@@ -552,3 +568,29 @@ def judge_targets(ctx: Any, sampled: list[Sampled], program: str, judge: Any) ->
 def failures_error(sampled: list[Sampled]) -> str:
     """"could not probe X: reason" for every target without a usable sample."""
     return "; ".join(f"could not probe {s.target.name}: {s.error}" for s in sampled if s.error and s.first is None)
+
+
+def probe_caches(
+    ctx: Any, *, schemes: Sequence[str], default_port: int, program: str, read: Any, judge: Any,
+    password: str | None = None,
+) -> list[Any]:
+    """The body of a cache probe (memcached, Redis): its targets (configured, then
+    those of ``program`` the inventory found), two samples of each over the window
+    (``read(target, timeout)``), judged and combined; a probe error only when no
+    target could be probed, a note naming those that could not when others could."""
+    from ddx.errors import ProbeError
+    from ddx.probes.base import NotApplicable
+
+    configured, discovered = resolve_targets(ctx, schemes, default_port, (program,), password=password)
+    targets = [(t, True) for t in configured] + [(t, False) for t in discovered]
+    if not targets:
+        raise NotApplicable(f"no {program} found (no {program} process listens on TCP; name one in targets)")
+    timeout = float(ctx.opt("target_timeout"))
+    sampled = sample_twice(ctx, targets, lambda t: read(t, timeout), timeout)
+    findings = judge_targets(ctx, sampled, program, judge)
+    failed = failures_error(sampled)
+    if not findings:
+        raise ProbeError(failed or "no target could be probed")
+    if failed:
+        ctx.note(failed)  # the others answered: say which one did not
+    return findings

@@ -6,7 +6,7 @@ waits, id sequences, replication, read-only, down), target by target.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -14,7 +14,7 @@ from ddx.errors import ProbeError
 from ddx.model import Evidence, Finding, State
 from ddx.probes.base import ProbeContext
 
-__all__ = ["FINDINGS", "TargetError", "check_options", "combine_targets", "quote"]
+__all__ = ["FINDINGS", "TargetError", "check_options", "combine_targets", "probe_targets", "quote"]
 
 FINDINGS = (
     "svc.db_connections_near_max",
@@ -52,6 +52,32 @@ def combine_targets(ctx: ProbeContext, judged: list[tuple[str, bool, Evidence]],
             f = replace(f, evidence=f.evidence + tuple(lost))
         out.append(f)
     return out
+
+
+def probe_targets(
+    ctx: ProbeContext, targets: Sequence[Any], failures: list[str], read: Callable[[Any], Any],
+    judge: Callable[[Any], list[tuple[str, bool, Evidence]]], timeout: float,
+) -> list[Finding]:
+    """Read every target at once (``read`` returns a reading with ``errors``, or raises
+    ``TargetError``), judge each reading, and combine: the targets that could not be
+    read, or only in part, go into ``failures`` and the findings' coverage."""
+    from ddx.host import parallel_map
+
+    results = parallel_map(read, list(targets), timeout + 0.5)
+    judged: list[tuple[str, bool, Evidence]] = []
+    for t, r in zip(targets, results):
+        if isinstance(r, BaseException):
+            why = (str(r) if isinstance(r, TargetError) else f"no reply within {timeout:.1f}s"
+                   if isinstance(r, TimeoutError) else f"{type(r).__name__}: {r}")
+            failures.append(f"could not probe {t.name}: {why}")
+            continue
+        judged += judge(r)
+        if r.errors:
+            failed = ", ".join(f"{k}: {v}" for k, v in sorted(r.errors.items()))
+            failures.append(f"could not probe {t.name} in part: {failed}")
+    if not judged:
+        raise ProbeError("; ".join(failures) or "no target could be probed")
+    return combine_targets(ctx, judged, failures)
 
 
 def check_options(opt: Mapping[str, Any], name: str = "postgres") -> None:

@@ -54,20 +54,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ddx.errors import ProbeError
 from ddx.model import Evidence, Finding
-from ddx.probes.base import NotApplicable, ProbeContext, probe
+from ddx.probes.base import ProbeContext, probe
 from ddx.probes.services.cacheproto import (
     ProbeTargetError,
     Target,
     eviction_verdict,
-    failures_error,
     hit_rate_verdict,
-    judge_targets,
     memcached_query,
     parse_memcached_stats,
-    resolve_targets,
-    sample_twice,
+    probe_caches,
+    stat_delta,
+    stat_int,
 )
 from ddx.units import duration, iso, size
 
@@ -123,30 +121,18 @@ def read_sample(target: Target, timeout: float) -> MemcachedSample:
     return out
 
 
-def _int(s: Mapping[str, str], key: str) -> int | None:
-    try:
-        return int(s[key])
-    except (KeyError, ValueError):
-        return None
-
-
-def _delta(a: Mapping[str, str], b: Mapping[str, str], key: str) -> int | None:
-    x, y = _int(a, key), _int(b, key)
-    if x is None or y is None:
-        return None
-    return max(0, y - x)
 
 
 
 
 def _since(s: Mapping[str, str]) -> str | None:
     """When the counters began: the server's own clock less its uptime."""
-    t, up = _int(s, "time"), _int(s, "uptime")
+    t, up = stat_int(s, "time"), stat_int(s, "uptime")
     return iso(t - up) if t is not None and up is not None else None
 
 
 def _up(s: Mapping[str, str]) -> str:
-    up = _int(s, "uptime")
+    up = stat_int(s, "uptime")
     return duration(up) if up is not None else "an unknown time"
 
 
@@ -161,34 +147,34 @@ def judge(
     conns = f"{last.get('curr_connections', '?')}/{last.get('max_connections', last.get('settings.maxconns', '?'))}"
     state = (
         f"memcached {last.get('version', '?')} answers: up {last.get('uptime', '?')}s, connections {conns}, "
-        f"{size(_int(last, 'bytes'))} of {size(_int(last, 'limit_maxbytes'))} used"
+        f"{size(stat_int(last, 'bytes'))} of {size(stat_int(last, 'limit_maxbytes'))} used"
     )
     out.append(("svc.down", False, Evidence(source=source, summary=state)))
-    restarted = b is not None and (_int(b, "uptime") or 0) < (_int(a, "uptime") or 0)
+    restarted = b is not None and (stat_int(b, "uptime") or 0) < (stat_int(a, "uptime") or 0)
     if b is None or restarted or seconds < MIN_WINDOW:
         return out
 
     # hit rate in the window against the rate before it
-    wh, wm = _delta(a, b, "get_hits"), _delta(a, b, "get_misses")
-    bh, bm = _int(a, "get_hits"), _int(a, "get_misses")
+    wh, wm = stat_delta(a, b, "get_hits"), stat_delta(a, b, "get_misses")
+    bh, bm = stat_int(a, "get_hits"), stat_int(a, "get_misses")
     if wh is not None and wm is not None and bh is not None and bm is not None:
         verdict = hit_rate_verdict((wh, wm), (bh, bm), seconds, opt, source, "gets")
         if verdict:
             out.append(verdict)
 
-    ev = _delta(a, b, "evictions")
+    ev = stat_delta(a, b, "evictions")
     if ev is not None:
-        unfetched = _delta(a, b, "evicted_unfetched")
+        unfetched = stat_delta(a, b, "evicted_unfetched")
         out.append(eviction_verdict(
             "evictions", ev, seconds, opt, source,
             (f"{unfetched} never read; " if unfetched else "")
-            + f"{size(_int(b, 'bytes'))} of {size(_int(b, 'limit_maxbytes'))} in use, "
+            + f"{size(stat_int(b, 'bytes'))} of {size(stat_int(b, 'limit_maxbytes'))} in use, "
             f"{b.get('evictions', '?')} evictions since start",
         ))
 
     since = _since(b)
-    rej, lis = _delta(a, b, "rejected_connections"), _delta(a, b, "listen_disabled_num")
-    rej_all, lis_all = _int(b, "rejected_connections") or 0, _int(b, "listen_disabled_num") or 0
+    rej, lis = stat_delta(a, b, "rejected_connections"), stat_delta(a, b, "listen_disabled_num")
+    rej_all, lis_all = stat_int(b, "rejected_connections") or 0, stat_int(b, "listen_disabled_num") or 0
     if rej or lis:
         parts = []
         if rej:
@@ -213,13 +199,13 @@ def judge(
             since=since,
         )))
 
-    big = _delta(a, b, "store_too_large")
+    big = stat_delta(a, b, "store_too_large")
     if big is not None:
-        total = _int(b, "store_too_large") or 0
-        sets = (_int(b, "cmd_set") or 0) + total
+        total = stat_int(b, "store_too_large") or 0
+        sets = (stat_int(b, "cmd_set") or 0) + total
         share = total / sets if sets else 0.0
         recent = big > 0
-        limit = _int(b, "settings.item_size_max")
+        limit = stat_int(b, "settings.item_size_max")
         if recent:
             summary = f"store_too_large +{big} in {seconds:.1f}s: sets refused as larger than the item size limit"
         elif total:
@@ -227,7 +213,7 @@ def judge(
                        f"size limit since memcached started {_up(b)} ago ({share:.2%} of sets)")
         else:
             summary = f"no set refused as too large since memcached started {_up(b)} ago"
-        yields = _delta(a, b, "conn_yields")
+        yields = stat_delta(a, b, "conn_yields")
         extra = [f"item_size_max {size(limit)}" if limit is not None else "item_size_max unknown"]
         if yields:
             extra.append(f"conn_yields +{yields} (multi-gets larger than reqs_per_event)")
@@ -248,15 +234,5 @@ def memcached(ctx: ProbeContext) -> list[Finding]:
     """memcached ``stats`` deltas over the window: hit-rate drop, evictions,
     refused connections, sets refused as too large (item size limit); a
     configured target refusing connections is down."""
-    configured, discovered = resolve_targets(ctx, ("memcached",), 11211, ("memcached",))
-    targets = [(t, True) for t in configured] + [(t, False) for t in discovered]
-    if not targets:
-        raise NotApplicable("no memcached found (no memcached process listens on TCP; name one in targets)")
-    timeout = float(ctx.opt("target_timeout"))
-    sampled = sample_twice(ctx, targets, lambda t: read_sample(t, timeout), timeout)
-    findings = judge_targets(ctx, sampled, 'memcached', judge)
-    if not findings:
-        raise ProbeError(failures_error(sampled) or "no target could be probed")
-    if failures_error(sampled):
-        ctx.note(failures_error(sampled))  # the others answered: say which one did not
-    return findings
+    return probe_caches(ctx, schemes=("memcached",), default_port=11211, program="memcached", read=read_sample,
+                        judge=judge)

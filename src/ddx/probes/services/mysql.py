@@ -58,7 +58,7 @@ from ddx.inventory.model import Inventory
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.services.dbcommon import FINDINGS as DB_FINDINGS
-from ddx.probes.services.dbcommon import TargetError, combine_targets, quote
+from ddx.probes.services.dbcommon import TargetError, probe_targets, quote
 from ddx.probes.services.dbcommon import check_options as db_check_options
 from ddx.units import duration
 from ddx.urls import mask_url, split_url
@@ -485,14 +485,16 @@ def judge(reading: Reading, options: Mapping[str, Any]) -> list[tuple[str, bool,
     replica_rows = parse_vertical(s["replica"]) if "replica" in s else None
     if replica_rows:
         thr = float(opt["replication_lag_seconds"])
-        problems, rows, worst = [], [], 0
-        for r in replica_rows:
-            g = lambda *keys: next((r[k] for k in keys if k in r), None)  # noqa: E731
+        problems: list[str] = []
+        lines: list[str] = []
+        worst = 0
+        for rep in replica_rows:
+            g = lambda *keys: next((rep[k] for k in keys if k in rep), None)  # noqa: E731
             io, sql = g("Slave_IO_Running", "Replica_IO_Running"), g("Slave_SQL_Running", "Replica_SQL_Running")
             lag = _int(g("Seconds_Behind_Master", "Seconds_Behind_Source"))
             primary = f"{g('Master_Host', 'Source_Host')}:{g('Master_Port', 'Source_Port')}"
-            label = (r.get("Connection_name") or "") + f" from {primary}"
-            rows.append(f"replica{label}: IO {io}, SQL {sql}, behind " + (f"{lag}s" if lag is not None else "NULL"))
+            label = (rep.get("Connection_name") or "") + f" from {primary}"
+            lines.append(f"replica{label}: IO {io}, SQL {sql}, behind " + (f"{lag}s" if lag is not None else "NULL"))
             if io != "Yes" or sql != "Yes":
                 errs = "; ".join(e for e in (g("Last_IO_Error"), g("Last_SQL_Error")) if e)
                 problems.append(f"replication{label} not running (IO thread {io}, SQL thread {sql})" + (f": {errs[:160]}" if errs else ""))
@@ -501,7 +503,7 @@ def judge(reading: Reading, options: Mapping[str, Any]) -> list[tuple[str, bool,
             worst = max(worst, lag or 0)
         out.append(("svc.db_replication_lag_high", bool(problems), Evidence(
             source=src, summary="; ".join(problems) or f"replication running, {worst}s behind",
-            value=worst, threshold=thr, unit="s", samples=tuple(rows[:5]))))
+            value=worst, threshold=thr, unit="s", samples=tuple(lines[:5]))))
 
     role = str(opt["role"])
     if vars_ and role != "replica" and not (role == "auto" and (replica_rows or replica_rows is None)):
@@ -529,8 +531,6 @@ def mysql(ctx: ProbeContext) -> list[Finding]:
     """MariaDB/MySQL through the mysql client: Threads_connected vs
     max_connections, lock waits and their blockers, long transactions,
     auto-increment columns near their type's maximum, replica status, read_only."""
-    from ddx.host import parallel_map
-
     opt = ctx.config
     check_options(opt, ctx.probe_name)
     targets: list[MyTarget] = []
@@ -550,20 +550,6 @@ def mysql(ctx: ProbeContext) -> list[Finding]:
     if not targets and not failures:
         raise NotApplicable("no MariaDB/MySQL found (no mariadbd or mysqld process on this host; name one in targets)")
     timeout = float(opt["timeout"])
-    results = parallel_map(lambda t: read_target(ctx.host, t, opt), targets, timeout + 0.5)
-    judged: list[tuple[str, bool, Evidence]] = []
-    for t, r in zip(targets, results):
-        if isinstance(r, Reading):
-            judged += judge(r, opt)
-            if r.errors:
-                failures.append(f"could not probe {t.name} in part: " + ", ".join(f"{k}: {v}" for k, v in sorted(r.errors.items())))
-        elif isinstance(r, TargetError):
-            failures.append(f"could not probe {t.name}: {r}")
-        elif isinstance(r, TimeoutError):
-            failures.append(f"could not probe {t.name}: no reply within {timeout:.1f}s")
-        else:
-            failures.append(f"could not probe {t.name}: {type(r).__name__}: {r}")
-    if not judged:
-        raise ProbeError("; ".join(failures) or "no target could be probed")
-    return combine_targets(ctx, judged, failures)
+    return probe_targets(ctx, targets, failures, lambda t: read_target(ctx.host, t, opt),
+                         lambda r: judge(r, opt), timeout)
 

@@ -75,7 +75,7 @@ from ddx.probes.services.dbcommon import (
     FINDINGS,
     TargetError,
     check_options,
-    combine_targets,
+    probe_targets,
     quote,
 )
 from ddx.units import duration, iso
@@ -697,28 +697,11 @@ def postgres(ctx: ProbeContext) -> list[Finding]:
     """PostgreSQL through psql: connections vs max_connections, sessions blocked
     on locks and their blockers, long transactions, sequences and integer id
     columns near their maximum, replication lag, read-only / recovery."""
-    from ddx.host import parallel_map
-
     opt = ctx.config
     check_options(opt, ctx.probe_name)
     targets, failures = resolve_targets(ctx)
     if not targets and not failures:
         raise NotApplicable("no PostgreSQL found (no postgres process on this host; name one in targets)")
     timeout = float(opt["timeout"])
-    results = parallel_map(lambda t: read_target(ctx.host, t, opt), targets, timeout + 0.5)
-    judged: list[tuple[str, bool, Evidence]] = []
-    for t, r in zip(targets, results):
-        if isinstance(r, Reading):
-            judged += judge(r, opt)
-            if r.errors:
-                failed = ", ".join(f"{k}: {v}" for k, v in sorted(r.errors.items()))
-                failures.append(f"could not probe {t.name} in part: {failed}")
-        elif isinstance(r, TargetError):
-            failures.append(f"could not probe {t.name}: {r}")
-        elif isinstance(r, TimeoutError):
-            failures.append(f"could not probe {t.name}: no reply within {timeout:.1f}s")
-        else:
-            failures.append(f"could not probe {t.name}: {type(r).__name__}: {r}")
-    if not judged:
-        raise ProbeError("; ".join(failures) or "no target could be probed")
-    return combine_targets(ctx, judged, failures)
+    return probe_targets(ctx, targets, failures, lambda t: read_target(ctx.host, t, opt),
+                         lambda r: judge(r, opt), timeout)

@@ -57,22 +57,20 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ddx.errors import ProbeError
 from ddx.model import Evidence, Finding
-from ddx.probes.base import NotApplicable, ProbeContext, probe
+from ddx.probes.base import ProbeContext, probe
 from ddx.probes.services.cacheproto import (
     ProbeTargetError,
     RespError,
     Target,
     eviction_verdict,
-    failures_error,
     hit_rate_verdict,
-    judge_targets,
     parse_info_fields,
     parse_redis_info,
+    probe_caches,
     redis_query,
-    resolve_targets,
-    sample_twice,
+    stat_delta,
+    stat_int,
 )
 from ddx.units import duration, iso, size
 
@@ -132,18 +130,6 @@ def read_sample(target: Target, timeout: float) -> dict[str, str]:
     return out
 
 
-def _int(s: Mapping[str, str], key: str) -> int | None:
-    try:
-        return int(float(s[key]))
-    except (KeyError, ValueError):
-        return None
-
-
-def _delta(a: Mapping[str, str], b: Mapping[str, str], key: str) -> int | None:
-    x, y = _int(a, key), _int(b, key)
-    if x is None or y is None:
-        return None
-    return max(0, y - x)
 
 
 def _errors(s: Mapping[str, str], prefix: str) -> int:
@@ -158,10 +144,10 @@ def _errors(s: Mapping[str, str], prefix: str) -> int:
 
 def _memory(s: Mapping[str, str]) -> tuple[int | None, int | None, str, str]:
     """(used, maxmemory or None when unlimited, policy, description)."""
-    used = _int(s, "used_memory")
-    limit = _int(s, "maxmemory")
+    used = stat_int(s, "used_memory")
+    limit = stat_int(s, "maxmemory")
     if limit is None:
-        limit = _int(s, "config.maxmemory")
+        limit = stat_int(s, "config.maxmemory")
     policy = s.get("maxmemory_policy") or s.get("config.maxmemory-policy") or "?"
     if not limit:
         return used, None, policy, f"used_memory {size(used)}, no maxmemory"
@@ -171,7 +157,7 @@ def _memory(s: Mapping[str, str]) -> tuple[int | None, int | None, str, str]:
 
 def _since(s: Mapping[str, str]) -> str | None:
     """When the counters began: the server's own clock (``server_time_usec``) less its uptime."""
-    usec, up = _int(s, "server_time_usec"), _int(s, "uptime_in_seconds")
+    usec, up = stat_int(s, "server_time_usec"), stat_int(s, "uptime_in_seconds")
     return iso(usec / 1e6 - up) if usec is not None and up is not None else None
 
 
@@ -231,25 +217,25 @@ def judge(
                 source=source, summary="last RDB save failed and stop-writes-on-bgsave-error is yes: writes refused (MISCONF)"
             )))
         return out
-    if (_int(b, "uptime_in_seconds") or 0) < (_int(a, "uptime_in_seconds") or 0):
+    if (stat_int(b, "uptime_in_seconds") or 0) < (stat_int(a, "uptime_in_seconds") or 0):
         return out  # restarted within the window: the counters started again
 
-    hits, misses = _delta(a, b, "keyspace_hits"), _delta(a, b, "keyspace_misses")
-    bh, bm = _int(a, "keyspace_hits"), _int(a, "keyspace_misses")
+    hits, misses = stat_delta(a, b, "keyspace_hits"), stat_delta(a, b, "keyspace_misses")
+    bh, bm = stat_int(a, "keyspace_hits"), stat_int(a, "keyspace_misses")
     if hits is not None and misses is not None and bh is not None and bm is not None:
         verdict = hit_rate_verdict((hits, misses), (bh, bm), seconds, opt, source, "lookups")
         if verdict:
             out.append(verdict)
 
-    ev = _delta(a, b, "evicted_keys")
+    ev = stat_delta(a, b, "evicted_keys")
     if ev is not None:
         note = "; at maxmemory with noeviction: nothing is evicted, writes are refused instead" if at_limit and noeviction else ""
         out.append(eviction_verdict("evicted_keys", ev, seconds, opt, source, f"{mem}{note}"))
 
-    rej = _delta(a, b, "rejected_connections")
-    rej_all = _int(b, "rejected_connections") or 0
+    rej = stat_delta(a, b, "rejected_connections")
+    rej_all = stat_int(b, "rejected_connections") or 0
     if rej or rej_all:
-        up = _int(b, "uptime_in_seconds")
+        up = stat_int(b, "uptime_in_seconds")
         when = (f"+{rej} in {seconds:.1f}s" if rej else
                 f"{rej_all} since Redis started {duration(up) if up is not None else 'an unknown time'} ago, "
                 f"none in the {seconds:.1f}s window")
@@ -308,12 +294,12 @@ def _replication(s: Mapping[str, str], opt: Mapping[str, Any], source: str) -> l
     if role == "slave":
         link = s.get("master_link_status", "?")
         master = f"{s.get('master_host', '?')}:{s.get('master_port', '?')}"
-        io = _int(s, "master_last_io_seconds_ago")
+        io = stat_int(s, "master_last_io_seconds_ago")
         syncing = s.get("master_sync_in_progress") == "1"
         bad = link != "up" or (io is not None and io > limit)
         summary = f"replica of {master}: link {link}, last I/O {io if io is not None else '?'}s ago"
         if link != "up":
-            down = _int(s, "master_link_down_since_seconds")
+            down = stat_int(s, "master_link_down_since_seconds")
             summary += f", down for {down}s" if down is not None and down >= 0 else ""
         if syncing:
             summary += ", full sync in progress"
@@ -324,7 +310,7 @@ def _replication(s: Mapping[str, str], opt: Mapping[str, Any], source: str) -> l
         rows = []
         worst = 0
         bad = False
-        for i in range(_int(s, "connected_slaves") or 0):
+        for i in range(stat_int(s, "connected_slaves") or 0):
             f = parse_info_fields(s.get(f"slave{i}", ""))
             if not f:
                 continue
@@ -347,17 +333,5 @@ def redis(ctx: ProbeContext) -> list[Finding]:
     evictions, hit-rate drop, rejected connections, loading, replication,
     writes refused as read-only; a configured target refusing connections is down."""
     password = os.environ.get("REDISCLI_AUTH") or None
-    configured, discovered = resolve_targets(
-        ctx, ("redis", "rediss"), 6379, ("redis-server",), password=password
-    )
-    targets = [(t, True) for t in configured] + [(t, False) for t in discovered]
-    if not targets:
-        raise NotApplicable("no Redis found (no redis-server process listens on TCP; name one in targets)")
-    timeout = float(ctx.opt("target_timeout"))
-    sampled = sample_twice(ctx, targets, lambda t: read_sample(t, timeout), timeout)
-    findings = judge_targets(ctx, sampled, 'redis-server', judge)
-    if not findings:
-        raise ProbeError(failures_error(sampled) or "no target could be probed")
-    if failures_error(sampled):
-        ctx.note(failures_error(sampled))  # the others answered: say which one did not
-    return findings
+    return probe_caches(ctx, schemes=("redis", "rediss"), default_port=6379, program="redis-server",
+                        read=read_sample, judge=judge, password=password)

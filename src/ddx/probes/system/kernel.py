@@ -298,8 +298,8 @@ def judge(
         aside = (f"; {len(unused)} I/O error line(s) of devices that back no mounted filesystem or swap "
                  f"({_tally(unused)}) not counted") if fid == "disk.io_errors" and unused else ""
         if found:
-            ev = _present_evidence(fid, found, log.source)
-            out.append((fid, True, replace(ev, summary=ev.summary + aside)))
+            pev = _present_evidence(fid, found, log.source)
+            out.append((fid, True, replace(pev, summary=pev.summary + aside)))
         elif fid in PRESENT_ONLY or (fid in SEGFAULT_FINDINGS and not segfaults_logged):
             continue  # not seeing it proves nothing: unknown
         else:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from ddx.host import Host
 from ddx.model import Evidence, Finding
 from ddx.probes.base import ProbeContext, probe
+from ddx.probes.parsers.mounts import cgroup_roots
 from ddx.probes.parsers.psi import read_psi
 
 __all__ = [
@@ -151,20 +152,8 @@ def cgroup_memory(path: str, v2: bool, files: dict[str, str], source: str = "") 
 
 
 def memory_roots(mounts_text: str) -> list[tuple[str, bool]]:
-    """Mount points that hold memory limits: (path, is_v2). cgroup2 mounts always
-    (the memory controller may be enabled below the root), v1 mounts of the
-    memory controller."""
-    roots = []
-    for line in mounts_text.splitlines():
-        parts = line.split()
-        if len(parts) < 4:
-            continue
-        mnt, fstype, opts = parts[1], parts[2], parts[3].split(",")
-        if fstype == "cgroup2":
-            roots.append((mnt, True))
-        elif fstype == "cgroup" and "memory" in opts:
-            roots.append((mnt, False))
-    return roots
+    """Mount points that hold memory limits: (path, is_v2)."""
+    return cgroup_roots(mounts_text, "memory")
 
 
 _V2_FILES = ("memory.max", "memory.current", "memory.stat", "memory.events")

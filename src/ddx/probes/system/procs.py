@@ -51,6 +51,7 @@ from ddx.host import Host, redact_cmdline
 from ddx.inventory.processes import ProcScan, pid_list, read_proc_table, read_stats
 from ddx.model import Evidence, Finding
 from ddx.probes.base import ProbeContext, probe
+from ddx.probes.parsers.mounts import cgroup_roots
 from ddx.probes.parsers.proctable import (
     Proc,
     ProcTable,
@@ -315,17 +316,7 @@ def _nproc_limits(host: Host, t: ProcTable) -> dict[int, tuple[int, int]]:
 
 def _pids_roots(host: Host) -> list[tuple[str, bool]]:
     """Mount points of the pids controller: (path, is_v2)."""
-    roots = []
-    for line in host.read_text("/proc/mounts").splitlines():
-        parts = line.split()
-        if len(parts) < 4:
-            continue
-        mnt, fstype, opts = parts[1], parts[2], parts[3].split(",")
-        if fstype == "cgroup2":
-            roots.append((mnt, True))
-        elif fstype == "cgroup" and "pids" in opts:
-            roots.append((mnt, False))
-    return roots
+    return cgroup_roots(host.read_text("/proc/mounts"), "pids")
 
 
 def read_cgroup_pids(host: Host, max_cgroups: int) -> tuple[list[CgroupPids], bool]:
@@ -524,8 +515,8 @@ def _crash_finding(
     seen = {s.pid for s, _g, _n in replaced_children(t, later or {}, sups)} if later is not None else set()
     for pid, samples in sorted((watched or {}).items()):
         exited, started = child_changes(samples)
-        s = t.get(pid)
-        if s is None or pid in seen or not (exited or started):
+        sup = t.get(pid)
+        if sup is None or pid in seen or not (exited or started):
             continue
         seen.add(pid)
         both = [p for p in started if p in exited]  # lived less than the window
@@ -533,7 +524,7 @@ def _crash_finding(
         started = [p for p in started if p not in both]
         what = [f"child {pid_list(x)} {verb}" for x, verb in ((exited, "exited"), (both, "started and exited"),
                                                            (started, "started")) if x]
-        rows.append(f"{_row(t, s)}: {' and '.join(what)} during the {ctx.window:g}s window")
+        rows.append(f"{_row(t, sup)}: {' and '.join(what)} during the {ctx.window:g}s window")
     young = float(ctx.opt("crash_young_seconds"))
     for s, c in young_supervised(t, sups, young, float(ctx.opt("crash_restart_gap_seconds"))):
         if s.pid not in seen:
