@@ -87,22 +87,22 @@ BURST_GAP = 60.0  # seconds: events closer than this are one burst, kept as its 
 
 def event_times(times: list[float] | tuple[float, ...]) -> tuple[str, ...]:
     """ISO-8601 times of events for ``Evidence.times``: all of them when few, else
-    the first and last time of each burst (events less than ``BURST_GAP`` apart),
-    so that every quiet stretch longer than that is kept; the most recent bursts
-    when there are too many."""
+    each burst (events less than ``BURST_GAP`` apart) as an ISO-8601 interval
+    ``START/END`` (a single event as its time), so that every quiet stretch
+    longer than that is kept and a burst reads as continuous; the most recent
+    bursts when there are too many."""
     from ddx.units import iso
 
     ts = sorted(times)
-    if len(ts) > MAX_TIMES:
-        bursts: list[list[float]] = []
-        for t in ts:
-            if bursts and t - bursts[-1][-1] <= BURST_GAP:
-                bursts[-1][-1:] = [bursts[-1][-1], t] if len(bursts[-1]) == 1 else [t]
-            else:
-                bursts.append([t])
-        kept = [t for b in bursts for t in b]
-        ts = kept[-MAX_TIMES:]
-    return tuple(iso(t) for t in ts)
+    if len(ts) <= MAX_TIMES:
+        return tuple(iso(t) for t in ts)
+    bursts: list[list[float]] = []
+    for t in ts:
+        if bursts and t - bursts[-1][-1] <= BURST_GAP:
+            bursts[-1][1:] = [t]
+        else:
+            bursts.append([t])
+    return tuple(iso(b[0]) if len(b) == 1 else f"{iso(b[0])}/{iso(b[1])}" for b in bursts[-MAX_TIMES:])
 
 
 @dataclass(frozen=True)

@@ -50,10 +50,13 @@ __all__ = [
     "EPISODE_GAP",
     "EVENT_TAU",
     "ONSET_SLACK",
+    "SPARSE_MAX_GAP",
+    "SPARSE_MIN_GAPS",
     "Onset",
     "change_relevance",
     "estimate_onset",
     "event_relevance",
+    "finding_spans",
     "finding_times",
     "since_relevance",
     "weigh_by_time",
@@ -61,6 +64,8 @@ __all__ = [
 
 EPISODE_GAP = 60.0  # seconds between symptoms of one episode at most
 ONSET_SLACK = 30.0  # how early a symptom may stop before the onset and still count as part of it
+SPARSE_MIN_GAPS = 4  # a symptom's events are "sparse but one run" only with a rhythm of this many gaps
+SPARSE_MAX_GAP = 600.0  # ... and never more than ten minutes apart
 EVENT_TAU = 120.0  # an event this long before that keeps e^-1 of its weight above "tells nothing"
 CHANGE_FULL = 120.0  # a change this close before the onset (or after it, within the slack) counts fully
 CHANGE_TAU = 900.0  # ... earlier, its weight falls by e^-1 every 15 minutes
@@ -95,15 +100,29 @@ def _parse(ts: str | None) -> float | None:
         return None
 
 
-def finding_times(f: Finding) -> list[float]:
-    """The event times of a finding's evidence (``times``, else first and last seen), sorted."""
-    out: list[float] = []
+def finding_spans(f: Finding) -> list[tuple[float, float]]:
+    """The events of a finding's evidence as (start, end) spans, sorted: each of its
+    ``times`` (a burst ``START/END`` as a span, an event as a point), else its first
+    to last seen as one span (events between them, times not kept)."""
+    out: list[tuple[float, float]] = []
     for ev in f.evidence:
-        ts = [t for t in (_parse(x) for x in ev.times) if t is not None]
-        if not ts:
-            ts = [t for t in (_parse(ev.first_seen), _parse(ev.last_seen)) if t is not None]
-        out.extend(ts)
+        spans = []
+        for x in ev.times:
+            a, _, b = x.partition("/")
+            start, end = _parse(a), _parse(b) if b else _parse(a)
+            if start is not None and end is not None:
+                spans.append((start, max(start, end)))
+        if not spans:
+            seen = [t for t in (_parse(ev.first_seen), _parse(ev.last_seen)) if t is not None]
+            if seen:
+                spans.append((min(seen), max(seen)))
+        out.extend(spans)
     return sorted(out)
+
+
+def finding_times(f: Finding) -> list[float]:
+    """The event times of a finding's evidence (``finding_spans``' starts and ends), sorted."""
+    return sorted({t for span in finding_spans(f) for t in span})
 
 
 def _dated(f: Finding) -> bool:
@@ -124,17 +143,21 @@ def since_relevance(start: float, now: float) -> float:
     return 0.5 + (FULL - 0.5) * math.exp(-(span - SINCE_FULL) / SINCE_TAU)
 
 
-def _run(ts: Sequence[float]) -> tuple[float, float]:
-    """(start, end) of the last run of a finding's events: back from its last event while
-    the gaps stay within ``EPISODE_GAP``, or within four times its usual gap for a
-    symptom that comes sparsely (an error every few minutes on a quiet site)."""
-    gaps = sorted(b - a for a, b in zip(ts, ts[1:]))
-    usual = gaps[len(gaps) // 2] if gaps else 0.0
-    limit = max(EPISODE_GAP, 4.0 * usual)
-    i = len(ts) - 1
-    while i > 0 and ts[i] - ts[i - 1] <= limit:
+def _run(spans: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(start, end) of the last run of a finding's events (spans, a burst being one): back
+    from its last event while the quiet gaps between them stay within ``EPISODE_GAP``, or within four times its usual gap for a
+    symptom that comes sparsely (an error every few minutes on a quiet site). A rhythm
+    takes ``SPARSE_MIN_GAPS`` gaps to show, and "every few minutes" is at most
+    ``SPARSE_MAX_GAP`` apart: two crashes half an hour apart are two episodes."""
+    spans = list(spans)
+    gaps = sorted(max(0.0, b[0] - a[1]) for a, b in zip(spans, spans[1:]))
+    usual = gaps[(len(gaps) - 1) // 2] if len(gaps) >= SPARSE_MIN_GAPS else 0.0
+    limit = max(EPISODE_GAP, min(SPARSE_MAX_GAP, 4.0 * usual))
+    i = len(spans) - 1
+    end = max(s[1] for s in spans)
+    while i > 0 and spans[i][0] - spans[i - 1][1] <= limit:
         i -= 1
-    return ts[i], ts[-1]
+    return spans[i][0], end
 
 
 def estimate_onset(findings: Iterable[Finding], kb: KnowledgeBase, now: float) -> Onset:
@@ -147,9 +170,9 @@ def estimate_onset(findings: Iterable[Finding], kb: KnowledgeBase, now: float) -
         fd = kb.findings.get(f.id)
         if f.state is not State.PRESENT or fd is None or fd.kind != "symptom":
             continue
-        ts = [t for t in finding_times(f) if t <= now + 60]
-        if ts:
-            start, end = _run(ts)
+        spans = [s for s in finding_spans(f) if s[0] <= now + 60]
+        if spans:
+            start, end = _run(spans)
             runs.append((start, end, f.id))
         elif _since(f) is None:  # a count since a start dates nothing
             current.append(f.id)
