@@ -166,3 +166,17 @@ def test_enospc_unseen_where_nobody_looked_tells_nothing():
     cov2 = Coverage(("shop: /srv/shop/log/app.log",), (), 1.0)
     seen = Finding("logs.enospc", State.ABSENT, "probe:logfiles", coverage=cov2)
     assert refine_coverage([full, seen], inv)[1] == seen
+
+
+def test_a_state_seen_now_outweighs_older_unrelated_events():
+    """An expired certificate (seen now) on a host whose kernel logged machine checks and two
+    crashes half an hour ago, and one more crash minutes ago: the certificate is the incident."""
+    old = NOW - 1800
+    out, onset = weigh_by_time([now_state("tls.cert_expired"),
+                                dated("kernel.hardware_error", old, old + 1),
+                                dated("procs.segfaults_multiple_binaries", old + 10, old + 11),
+                                dated("procs.segfault", old + 10, old + 11, NOW - 150)], KB, NOW)
+    assert onset.time == NOW and onset.ongoing
+    assert by_id(out)["kernel.hardware_error"].strength < 0.6
+    top = diagnose(KB, out).hypotheses[0]
+    assert top.id == "tls-certificate-expired" and top.probability > 0.7, (top.id, top.probability)

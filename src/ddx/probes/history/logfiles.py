@@ -695,8 +695,7 @@ def _truncation(ctx: ProbeContext, read: LogRead) -> tuple[bool, tuple[Evidence,
             evidence.append(Evidence(
                 source=path,
                 summary=f"log stopped: {why}, while {', '.join(writers[path][:3])} still hold(s) it open for writing",
-                value=round(now - mtimes[path]), threshold=round(stale_seconds), unit="s",
-                last_seen=iso(mtimes[path])))
+                value=round(now - mtimes[path]), threshold=round(stale_seconds), unit="s"))  # still so now
     for path, why in sorted(rotated.items()):
         moved = writers.get(path + ".1", [])
         if moved and not writers.get(path):
@@ -704,8 +703,7 @@ def _truncation(ctx: ProbeContext, read: LogRead) -> tuple[bool, tuple[Evidence,
                 source=path,
                 summary=f"log stopped after rotation: {why}; {', '.join(moved[:3])} still write(s) the rotated "
                         f"file and never reopened {path}",
-                value=round(now - mtimes[path]), threshold=round(stale_seconds), unit="s",
-                last_seen=iso(mtimes[path])))
+                value=round(now - mtimes[path]), threshold=round(stale_seconds), unit="s"))  # still so now
     if evidence:
         return True, tuple(evidence)
     return False, (Evidence(

@@ -215,8 +215,9 @@ def judge_cert(info: CertInfo, source: str, now: float, options: Mapping[str, An
         text = f"certificate {who} expired {-days:.1f} days ago (notAfter {iso(info.not_after)}){extra}"
     else:
         text = f"certificate {who} valid for {days:.1f} more days (notAfter {iso(info.not_after)}){extra}"
-    expired = Evidence(source=source, summary=text, value=round(days, 1), threshold=0, unit="days left",
-                       last_seen=iso(info.not_after))
+    # Expired is a state seen at the time of looking (clients fail now), not an event at notAfter:
+    # a certificate that ran out yesterday is as much this incident as one that ran out a minute ago.
+    expired = Evidence(source=source, summary=text, value=round(days, 1), threshold=0, unit="days left")
     expiring = Evidence(source=source, summary=text, value=round(days, 1), threshold=limit, unit="days left")
     return [("tls.cert_expired", days < 0, expired), ("tls.cert_expiring", 0 <= days <= limit, expiring)]
 
