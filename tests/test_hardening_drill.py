@@ -228,6 +228,14 @@ def test_clean_acts_only_on_what_a_sandbox_can_prove_it_made(base: Path, victim)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=10)
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that runs: not gone, not a zombie waiting for init."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
 KEEPER = """
 import sys
 from ddx.drill.sandbox import Sandbox
@@ -256,7 +264,7 @@ def test_a_kept_sandbox_is_still_cleaned(base: Path) -> None:
         assert _mounted(folder / "data") and {str(c) for c in cgroups} == set(manifest["cgroups"])
         out = _clean(root, state)
         assert out.returncode == 0 and f"removed {folder}" in out.stdout, out.stdout + out.stderr
-        assert not Path(f"/proc/{pid}").exists()
+        assert not _running(pid)
         assert not _mounted(folder / "data") and not folder.exists() and not record.exists()
         assert not any(c.exists() for c in cgroups)
     finally:
@@ -271,3 +279,26 @@ def test_a_kept_sandbox_is_still_cleaned(base: Path) -> None:
                 if not c.exists():
                     break
                 time.sleep(0.1)
+
+
+def test_a_group_of_zombies_is_gone() -> None:
+    """A killed group whose members wait, as zombies, for a parent to reap them has nothing
+    left to kill: the teardown does not report it as alive (nor leave the sandbox behind)."""
+    import subprocess
+    import time
+
+    from ddx.drill.sandbox import _group_alive
+
+    p = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert _group_alive(p.pid)
+        os.kill(p.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _running(p.pid):
+            time.sleep(0.02)
+        os.killpg(p.pid, 0)  # the zombie still holds its group in the process table...
+        assert not _group_alive(p.pid)  # ...but nothing in it runs
+    finally:
+        p.kill()
+        p.wait()
+    assert not _group_alive(p.pid)

@@ -557,14 +557,26 @@ def _reap() -> None:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether process group ``pgid`` has a member that is not a zombie: the members a
+    kill leaves as zombies of a parent that has not reaped them yet (init, for orphans)
+    are gone for every purpose but the process table."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # a group whose members are all zombies of ours counts as gone once reaped
-    return True
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            tail = Path(entry.path, "stat").read_text().rsplit(")", 1)[1]
+        except (OSError, ValueError):
+            continue
+        fields = tail.split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _unmount(m: str, folder: Path) -> str | None:
