@@ -144,30 +144,6 @@ def test_a_long_burst_is_one_run_however_it_was_kept():
     assert estimate_onset([stream], KB, NOW).time == NOW - 7200
 
 
-def test_enospc_unseen_where_nobody_looked_tells_nothing():
-    """A full filesystem whose writers' logs were not read: not seeing ENOSPC says nothing."""
-    from ddx.engine.coverage import refine_coverage
-    from ddx.inventory import Inventory, LogFile, Service
-    from ddx.model import Coverage
-
-    app = Service("shop", "gunicorn", 10, (10,), filesystems=("/srv/cache",))
-    web = Service("nginx", "nginx", 5, (5,), logs=(LogFile("/var/log/nginx/error.log", "config"),), filesystems=("/",))
-    inv = Inventory("h", (app, web), mounts=("/srv/cache", "/"))
-    full = Finding("disk.space_exhausted", State.PRESENT, "probe:disk",
-                   (Evidence(source="statvfs /srv/cache", summary="0 B free"),))
-    cov = Coverage(("nginx: /var/log/nginx/error.log",), ("shop (pid 10): no log found",), 0.5)
-    unseen = Finding("logs.enospc", State.ABSENT, "probe:logfiles", (Evidence(source="x", summary="no line"),),
-                     coverage=cov, strength=1 / 1.5)
-    out = {f.id: f for f in refine_coverage([full, unseen], inv)}
-    e = out["logs.enospc"]
-    assert e.strength == 0.5 and e.coverage is not None and e.coverage.share == 0.0
-    assert any("shop (pid 10), which writes to /srv/cache" in m for m in e.coverage.missing)
-    # when the writer's log was read, the absence stands as the log probe judged it
-    cov2 = Coverage(("shop: /srv/shop/log/app.log",), (), 1.0)
-    seen = Finding("logs.enospc", State.ABSENT, "probe:logfiles", coverage=cov2)
-    assert refine_coverage([full, seen], inv)[1] == seen
-
-
 def test_a_state_seen_now_outweighs_older_unrelated_events():
     """An expired certificate (seen now) on a host whose kernel logged machine checks and two
     crashes half an hour ago, and one more crash minutes ago: the certificate is the incident."""

@@ -63,13 +63,13 @@ def _judge(
     kb: KnowledgeBase, evidence: Sequence[Finding], person: Sequence[Finding], now: float | None, meta: dict[str, Any],
     checks: int, facts: Any = None, inventory: Inventory | None = None,
 ) -> tuple[Diagnosis, list[Finding], Onset | None]:
-    from ddx.engine.coverage import refine_coverage
+    from ddx.engine.coverage import refine_coverage, refine_down_coverage
     from ddx.engine.diagnosis import diagnose
     from ddx.engine.timing import weigh_by_time
     from ddx.model import merge_findings
 
     onset = None
-    evidence = refine_coverage(evidence, inventory)
+    evidence = refine_down_coverage(refine_coverage(evidence, inventory))
     if now is not None:
         evidence, onset = weigh_by_time(list(evidence), kb, now)
         meta["onset"] = onset.to_dict()
