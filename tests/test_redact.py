@@ -206,3 +206,15 @@ def test_a_password_with_at_and_slash_reaches_only_the_clients_environment(
         assert part not in joined, (part, argv)
         assert part not in out, (part, out)
     assert "127.0.0.1" in joined  # the host is the host, not a piece of the password
+
+
+@pytest.mark.parametrize("text", [
+    "pid 300 node /srv/api/server.js --token=s3cr3tvalue: 1019 open fds",
+    "connecting with password=hunter2x, retrying",
+    "the password is Hunter2x; giving up",
+])
+def test_redacting_twice_keeps_the_punctuation_after_a_secret(text: str) -> None:
+    """Samples are built from redacted parts and redacted again as a whole: the
+    second pass must not eat the colon or comma that follows ``***``."""
+    once = redact_output(text)
+    assert "***" in once and redact_output(once) == once

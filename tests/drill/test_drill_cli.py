@@ -48,7 +48,7 @@ def test_scenario_order_follows_the_module_list_whatever_is_imported_first() -> 
 @pytest.mark.parametrize(("args", "words"), [
     (["run"], "name at least one scenario"),
     (["run", "disk-ful"], "unknown scenario(s): disk-ful"),
-    (["run", "disk-full", "--budget", "0"], "--budget must be positive"),
+    (["run", "disk-full", "--budget", "0"], "argument --budget: must be more than 0 seconds"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(args: list[str], words: str) -> None:
     r = run_ddx("drill", *args)

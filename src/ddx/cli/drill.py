@@ -76,8 +76,6 @@ def run(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in scenarios]
     if unknown:
         raise UsageError(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(scenarios)}")
-    if args.budget <= 0:
-        raise UsageError("--budget must be positive")
     wild = None
     if args.wild:
         from ddx.drill.wild import WildOptions

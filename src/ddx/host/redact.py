@@ -125,13 +125,15 @@ def _looks_secret(value: str) -> bool:
 
 def _says(m: re.Match[str]) -> str:
     value = m.group(3)
-    if value.upper() in ("YES", "NO", "NONE", "NULL") or not _looks_secret(value):
+    if value.startswith(REDACTED) or value.upper() in ("YES", "NO", "NONE", "NULL") or not _looks_secret(value):
         return m.group()
     return m.group(1) + m.group(2) + REDACTED
 
 
 def _key_value(m: re.Match[str]) -> str:
     if m.group(3).rstrip(")").upper() in ("YES", "NO"):  # MySQL's "(using password: YES)" says, not tells
+        return m.group()
+    if m.group(3).startswith(REDACTED):  # hidden already: "--token=***: 1019 open fds" keeps its colon
         return m.group()
     return m.group(1) + m.group(2) + REDACTED
 
@@ -251,12 +253,13 @@ def _redact_args(args: list[str], *, skip_first: bool) -> list[str]:
                 out.append(short_password + REDACTED)
                 continue
             m = _OPT_EQ_RE.match(arg)
-            if m and _secret_option(m.group(1)):
+            if m and _secret_option(m.group(1)) and not m.group(2).startswith(REDACTED):  # hidden already
                 out.append(f"{m.group(1)}={REDACTED}")
                 continue
             m = _OPT_RE.match(arg)
             if m:
-                if _secret_option(arg) and i + 1 < len(args) and not args[i + 1].startswith("-"):
+                if (_secret_option(arg) and i + 1 < len(args) and not args[i + 1].startswith("-")
+                        and not args[i + 1].startswith(REDACTED)):
                     out.append(arg)
                     hide_next = True
                     continue
@@ -266,7 +269,7 @@ def _redact_args(args: list[str], *, skip_first: bool) -> list[str]:
                     continue
             if arg.startswith("-p") and not arg.startswith("--") and len(arg) > 2:
                 val = arg[2:]
-                if not val.isdigit() and not val.startswith("="):
+                if not val.isdigit() and not val.startswith(("=", REDACTED)):
                     out.append("-p" + REDACTED)
                     continue
         out.append(arg)
