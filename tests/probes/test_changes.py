@@ -281,6 +281,35 @@ def test_upgrade_then_errors_three_minutes_later(root):
     deploy = found["change.recent_deploy"]
     assert deploy.state is State.PRESENT and f"deploy marker /srv/shop/{marker.name}" in deploy.evidence[0].summary
     assert found["change.recent_config_change"].state is State.ABSENT
+    # errors after an upgrade are not errors after a configuration edit
+    by_config = found["change.errors_began_after_config_change"]
+    assert by_config.state is State.ABSENT and "no configuration change" in by_config.evidence[0].summary
+
+
+def test_errors_after_a_configuration_edit(root):
+    """The settings gain an address nothing serves: refusals begin right after the edit. Errors
+    after an edit that were already there before it do not count."""
+    now = time.time()
+    _old_etc(root, now)
+    edit = now - 400
+    _write(root / "etc/app/app.yml", "db: db1\ncache: [10.0.0.5:11211, 10.0.0.9:11211]\n", edit)
+    _write(root / "var/log/syslog", "".join(
+        f"{_local(t, '%b %d %H:%M:%S')} web1 app[42]: ERROR cache 10.0.0.9:11211: Connection refused\n"
+        for t in (edit + 20, edit + 60, edit + 120)))
+    found = run_changes(root)
+    assert found["change.recent_config_change"].state is State.PRESENT
+    by_config = found["change.errors_began_after_config_change"]
+    assert by_config.state is State.PRESENT
+    assert "after config change: modified /etc/app/app.yml" in by_config.evidence[0].summary
+    assert found["change.errors_began_after_change"].state is State.PRESENT
+
+    _write(root / "var/log/syslog", "".join(
+        f"{_local(t, '%b %d %H:%M:%S')} web1 app[42]: ERROR cache 10.0.0.9:11211: Connection refused\n"
+        for t in (edit - 900, edit - 600, edit + 20, edit + 60)))
+    found = run_changes(root)
+    by_config = found["change.errors_began_after_config_change"]
+    assert by_config.state is State.ABSENT
+    assert "1 configuration change(s)" in by_config.evidence[0].summary
 
 
 def test_errors_already_there_before_the_upgrade(root):
@@ -328,6 +357,7 @@ def test_no_change_at_all(root):
     assert found["change.recent_package_upgrade"].state is State.ABSENT
     assert found["change.recent_config_change"].state is State.ABSENT
     assert found["change.errors_began_after_change"].state is State.ABSENT
+    assert found["change.errors_began_after_config_change"].state is State.ABSENT
     assert "change.recent_deploy" not in found  # no app directory or marker: unknown
 
 

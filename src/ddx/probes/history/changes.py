@@ -64,6 +64,12 @@ served cleanly, is not what broke it. Limits: a change whose effect waits
 stretch without traffic is missed when its errors come steadily afterwards;
 bursts (a cron job) do not count as steady. Absent when no change was found
 or no error began that way; unknown when no log could be read.
+
+``change.errors_began_after_config_change``: the same alignment, with a
+configuration edit as the change (a deploy or a package upgrade does not
+count): what separates a configuration that now names a wrong address from a
+dependency that died on its own. Absent when no configuration change was found
+or none was followed by new errors.
 """
 
 from __future__ import annotations
@@ -105,6 +111,7 @@ FINDINGS = (
     "change.recent_config_change",
     "change.recent_deploy",
     "change.errors_began_after_change",
+    "change.errors_began_after_config_change",
 )
 
 PACKAGE_LOGS = ("/var/log/dpkg.log", "/var/log/dpkg.log.1", "/var/log/apt/history.log",
@@ -878,9 +885,7 @@ def changes(ctx: ProbeContext) -> list[Finding]:
             count=0)))
 
     # Did errors begin right after one of them?
-    finding = _errors_after(ctx, every, cutoff, now)
-    if finding is not None:
-        out.append(finding)
+    out += _errors_after(ctx, every, cutoff, now)
     return out
 
 
@@ -890,11 +895,15 @@ def _app_dir(path: str) -> bool:
                                                          "/var/log", "/root"))
 
 
-def _errors_after(ctx: ProbeContext, every: list[Change], cutoff: float, now: float) -> Finding | None:
+def _errors_after(ctx: ProbeContext, every: list[Change], cutoff: float, now: float) -> list[Finding]:
+    """``change.errors_began_after_change`` and, for the changes that were configuration
+    edits, ``change.errors_began_after_config_change`` (none when no log could be read)."""
     fid = "change.errors_began_after_change"
+    cfid = "change.errors_began_after_config_change"
     scope = f"since {iso(cutoff)}"
     if not every:
-        return ctx.finding(fid, False, Evidence(source="changes", summary=f"no change found {scope}", count=0))
+        nothing = Evidence(source="changes", summary=f"no change found {scope}", count=0)
+        return [ctx.finding(fid, False, nothing), ctx.finding(cfid, False, nothing)]
     after = float(ctx.opt("after_minutes")) * 60.0
     before = float(ctx.opt("before_minutes")) * 60.0
     first_change = min(c.time for c in every)
@@ -902,7 +911,7 @@ def _errors_after(ctx: ProbeContext, every: list[Change], cutoff: float, now: fl
                         found=[lg.path for lg, _svc in ctx.inv.all_logs() if lg.kind != "access"],
                         max_bytes=int(ctx.opt("log_max_bytes")))
     if not read.sources:
-        return None  # no log: cannot tell when errors began
+        return []  # no log: cannot tell when errors began
     floor = float(ctx.opt("since")) if float(ctx.opt("since")) > 0 else 0.0
     times: dict[str, tuple[str, int, list[float]]] = {}
     covered: dict[str, float] = {}
@@ -915,25 +924,34 @@ def _errors_after(ctx: ProbeContext, every: list[Change], cutoff: float, now: fl
                 covered[h.signature.name] = max(covered.get(h.signature.name, float("-inf")), start)
     found = align(every, times, after=after, before=before, covered_from=covered)
     where = ", ".join(read.sources[:6])
+    configs = [c for c in every if c.kind == "config"]
+    after_config = [a for a in found if a.change.kind == "config"]
+    if after_config:
+        by_config = ctx.finding(cfid, True, *[_aligned(a, where, after, before) for a in after_config[:5]])
+    else:
+        what = (f"{len(configs)} configuration change(s) {scope}, no error signature began within "
+                f"{after / 60:.0f} min after one" if configs else f"no configuration change {scope}")
+        by_config = ctx.finding(cfid, False, Evidence(source=where, summary=what, count=0))
     if not found:
-        return ctx.finding(fid, False, Evidence(
+        return [ctx.finding(fid, False, Evidence(
             source=where,
             summary=f"no error signature in {len(read.sources)} log(s) began within {after / 60:.0f} min after "
                     f"any of {len(every)} change(s) {scope}",
-            count=0))
-    evidence = []
-    for a in found[:5]:
-        gap = a.first_error - a.change.time
-        evidence.append(Evidence(
-            source=where,
-            summary=f"'{a.signature}' errors ({a.finding}) began {duration(gap)} after {a.change.kind} change: "
-                    f"{a.change.what}; first at {iso(a.first_error)}, {a.count_after} line(s) in the "
-                    f"{after / 60:.0f} min after it, none in the {before / 60:.0f} min before",
-            value=round(gap / 60.0, 1),
-            threshold=round(after / 60.0),
-            unit="min",
-            first_seen=iso(a.change.time),
-            last_seen=iso(a.first_error),
-            count=a.count_after,
-        ))
-    return ctx.finding(fid, True, *evidence)
+            count=0)), by_config]
+    return [ctx.finding(fid, True, *[_aligned(a, where, after, before) for a in found[:5]]), by_config]
+
+
+def _aligned(a: Alignment, where: str, after: float, before: float) -> Evidence:
+    gap = a.first_error - a.change.time
+    return Evidence(
+        source=where,
+        summary=f"'{a.signature}' errors ({a.finding}) began {duration(gap)} after {a.change.kind} change: "
+                f"{a.change.what}; first at {iso(a.first_error)}, {a.count_after} line(s) in the "
+                f"{after / 60:.0f} min after it, none in the {before / 60:.0f} min before",
+        value=round(gap / 60.0, 1),
+        threshold=round(after / 60.0),
+        unit="min",
+        first_seen=iso(a.change.time),
+        last_seen=iso(a.first_error),
+        count=a.count_after,
+    )
