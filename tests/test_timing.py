@@ -156,3 +156,23 @@ def test_a_state_seen_now_outweighs_older_unrelated_events():
     assert by_id(out)["kernel.hardware_error"].strength < 0.6
     top = diagnose(KB, out).hypotheses[0]
     assert top.id == "tls-certificate-expired" and top.probability > 0.7, (top.id, top.probability)
+
+
+def test_errors_aligned_with_a_change_count_when_the_errors_belong_to_the_trouble():
+    """A program crashing every two minutes dates the onset 20 min back; the configuration edit
+    a minute ago, followed at once by refusals, is still the suspect: the alignment is dated by the
+    errors it names, which are the trouble going on."""
+    crashes = dated("procs.segfault", *[NOW - 1200 + 120 * i for i in range(10)])
+    refused = dated("logs.connection_refused", *[NOW - 60 + i for i in range(60)])
+    edit = NOW - 62
+    aligned = Finding("change.errors_began_after_config_change", State.PRESENT, "probe:test", (Evidence(
+        source="test", summary="began 2 s after config change", first_seen=iso(edit), last_seen=iso(NOW - 60)),))
+    out, onset = weigh_by_time([crashes, refused, aligned], KB, NOW)
+    assert onset.time == NOW - 1200  # the rhythm of crashes reaches into the episode
+    assert by_id(out)["change.errors_began_after_config_change"] == aligned
+    # errors aligned with a change hours before the trouble they are not part of: they tell little
+    old = Finding("change.errors_began_after_change", State.PRESENT, "probe:test", (Evidence(
+        source="test", summary="began 1 min after package change",
+        first_seen=iso(NOW - 4 * 3600), last_seen=iso(NOW - 4 * 3600 + 60)),))
+    f = by_id(weigh_by_time([refused, old], KB, NOW)[0])["change.errors_began_after_change"]
+    assert f.state is State.PRESENT and f.strength < 0.55 and "before the trouble began" in f.note

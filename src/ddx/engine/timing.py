@@ -24,7 +24,11 @@ strength of a soft finding (``ddx.model``):
   package installed hours before the first error and followed by none is
   context, and the finding ("changed shortly before the incident") becomes an
   absence. A change after the onset is a response, not a cause
-  (``CHANGE_AFTER``).
+  (``CHANGE_AFTER``);
+- "errors began right after a change" (``change.errors_began_after_*``) is
+  dated by the errors it aligns, not by the change: it counts fully when
+  those errors belong to the episode, and decays like a symptom when they
+  stopped before it.
 
 The numbers are judgement: most regressions show within minutes of the change
 reaching traffic, and the events of one fault come together, within a minute;
@@ -74,6 +78,7 @@ CHANGE_AFTER = 0.2  # a change after the onset (beyond the slack): a response, n
 FULL = 0.97  # the strength of a dated finding that clearly belongs to the episode
 SINCE_FULL = 3600.0  # a count since a start less than an hour ago belongs to this incident
 SINCE_TAU = 6 * 3600.0  # ... one since longer ago, less: e^-1 of its weight six hours later
+ALIGNED = "change.errors_began_after"  # findings that date a change against the errors it started
 
 
 @dataclass(frozen=True)
@@ -244,6 +249,16 @@ def weigh_by_time(findings: Sequence[Finding], kb: KnowledgeBase, now: float) ->
             continue
         if not ts:
             out.append(f)
+            continue
+        if f.id.startswith(ALIGNED):
+            # The finding already aligned a change with the errors that began right after it: it
+            # belongs to the trouble when those errors do, wherever the onset was put (a rhythm of
+            # unrelated crashes may have dated it earlier than the change).
+            r = event_relevance(ts[-1], ref)
+            out.append(f if r >= FULL else replace(
+                f, strength=min(f.strength, r),
+                note=f"the errors it aligns began {duration(ref - ts[-1])} before the trouble began: "
+                     f"they may not belong to it"))
             continue
         if f.id.startswith("change.") and fd.kind == "context":
             r, t = change_relevance(ts, ref)
