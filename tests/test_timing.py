@@ -158,17 +158,30 @@ def test_a_state_seen_now_outweighs_older_unrelated_events():
     assert top.id == "tls-certificate-expired" and top.probability > 0.7, (top.id, top.probability)
 
 
-def test_errors_aligned_with_a_change_count_when_the_errors_belong_to_the_trouble():
-    """A program crashing every two minutes dates the onset 20 min back; the configuration edit
-    a minute ago, followed at once by refusals, is still the suspect: the alignment is dated by the
-    errors it names, which are the trouble going on."""
+def test_a_rhythm_of_crashes_beside_fresh_errors_is_background():
+    """A program that has crashed every two minutes for 20 min, and refusals that began a minute
+    ago: the trouble began with the refusals; the crashes alone would have been one run."""
     crashes = dated("procs.segfault", *[NOW - 1200 + 120 * i for i in range(10)])
+    refused = dated("logs.connection_refused", *[NOW - 60 + i for i in range(60)])
+    onset = estimate_onset([crashes, refused], KB, NOW)
+    assert onset.time == NOW - 120  # the last crash, a minute before the refusals, joins them; not the nine before
+    assert estimate_onset([crashes], KB, NOW).time == NOW - 1200
+    # a disk full now beside sparse errors: the errors' rhythm still dates the trouble
+    sparse = dated("logs.enospc", *[NOW - 1640 + 180 * i for i in range(10)])
+    assert estimate_onset([sparse, now_state("disk.space_exhausted")], KB, NOW).time == NOW - 1640
+
+
+def test_errors_aligned_with_a_change_count_when_the_errors_belong_to_the_trouble():
+    """5xx since ten minutes ago, a configuration edit a minute ago followed at once by
+    refusals: the edit came after the onset, yet the alignment is dated by the errors it names,
+    which are part of the trouble going on."""
+    errors = dated("http.5xx_rate_high", *[NOW - 600 + 2 * i for i in range(300)])
     refused = dated("logs.connection_refused", *[NOW - 60 + i for i in range(60)])
     edit = NOW - 62
     aligned = Finding("change.errors_began_after_config_change", State.PRESENT, "probe:test", (Evidence(
         source="test", summary="began 2 s after config change", first_seen=iso(edit), last_seen=iso(NOW - 60)),))
-    out, onset = weigh_by_time([crashes, refused, aligned], KB, NOW)
-    assert onset.time == NOW - 1200  # the rhythm of crashes reaches into the episode
+    out, onset = weigh_by_time([errors, refused, aligned], KB, NOW)
+    assert onset.time == NOW - 600
     assert by_id(out)["change.errors_began_after_config_change"] == aligned
     # errors aligned with a change hours before the trouble they are not part of: they tell little
     old = Finding("change.errors_began_after_change", State.PRESENT, "probe:test", (Evidence(

@@ -8,6 +8,8 @@ Format (YAML or JSON; see ``docs/cases.md``)::
     present: [finding ids]   # observed
     absent: [finding ids]    # looked for and not seen
     expect: {...}            # for tests; ddx ignores it
+    truth: {...}             # for the corpus benchmark (bench/kb); ddx ignores it
+    proposed_findings: [...] # observations the vocabulary lacks; ddx ignores them
 
 A present item may also be a mapping ``{id: ..., evidence: "..."}``.
 """
@@ -25,7 +27,7 @@ from ddx.safeload import LoadError, load_json, load_yaml, read_limited
 
 __all__ = ["Case", "load_case", "observations"]
 
-KNOWN_KEYS = {"title", "source", "story", "present", "absent", "expect", "notes", "tags"}
+KNOWN_KEYS = {"title", "source", "story", "present", "absent", "expect", "notes", "tags", "truth", "proposed_findings"}
 
 
 class Case:

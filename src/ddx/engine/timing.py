@@ -5,7 +5,10 @@ counts (a log line, a kernel message; ``Evidence.times``, else its first and
 last times), and "now" for a state seen at the time of looking (a full disk, a
 service down). The points closer than ``EPISODE_GAP`` to the next form one
 episode; the onset is the start of the last episode, the trouble that is going
-on (or, when nothing is going on now, the last burst of it).
+on (or, when nothing is going on now, the last burst of it). A symptom that
+comes with a rhythm (a crash every two minutes) is one run from its first
+event only when nothing in the episode comes densely; beside errors that began
+a minute ago it is background, and only its last events join the episode.
 
 **Relevance.** A dated finding weighs by its time against the onset, as the
 strength of a soft finding (``ddx.model``):
@@ -70,6 +73,8 @@ EPISODE_GAP = 60.0  # seconds between symptoms of one episode at most
 ONSET_SLACK = 30.0  # how early a symptom may stop before the onset and still count as part of it
 SPARSE_MIN_GAPS = 4  # a symptom's events are "sparse but one run" only with a rhythm of this many gaps
 SPARSE_MAX_GAP = 600.0  # ... and never more than ten minutes apart
+DENSE_EVENTS = 3  # a symptom with this many events within a minute of each other comes densely
+DENSE_SPAN = 10.0  # ... or one whose events (a burst) span this many seconds
 EVENT_TAU = 120.0  # an event this long before that keeps e^-1 of its weight above "tells nothing"
 CHANGE_FULL = 120.0  # a change this close before the onset (or after it, within the slack) counts fully
 CHANGE_TAU = 900.0  # ... earlier, its weight falls by e^-1 every 15 minutes
@@ -158,11 +163,16 @@ def _run(spans: Sequence[tuple[float, float]]) -> tuple[float, float]:
     gaps = sorted(max(0.0, b[0] - a[1]) for a, b in zip(spans, spans[1:]))
     usual = gaps[(len(gaps) - 1) // 2] if len(gaps) >= SPARSE_MIN_GAPS else 0.0
     limit = max(EPISODE_GAP, min(SPARSE_MAX_GAP, 4.0 * usual))
-    i = len(spans) - 1
     end = max(s[1] for s in spans)
+    return _back(spans, limit), end
+
+
+def _back(spans: Sequence[tuple[float, float]], limit: float) -> float:
+    """The start of the last run of spans whose gaps stay within ``limit``."""
+    i = len(spans) - 1
     while i > 0 and spans[i][0] - spans[i - 1][1] <= limit:
         i -= 1
-    return spans[i][0], end
+    return spans[i][0]
 
 
 def estimate_onset(findings: Iterable[Finding], kb: KnowledgeBase, now: float) -> Onset:
@@ -170,6 +180,8 @@ def estimate_onset(findings: Iterable[Finding], kb: KnowledgeBase, now: float) -
     each symptom's last run of events, and "now" for one seen at the time of looking;
     runs that overlap or come within ``EPISODE_GAP`` of each other are one episode."""
     runs: list[tuple[float, float, str]] = []
+    tight: list[tuple[float, float, str]] = []  # the same runs, each from its last dense stretch
+    dense: set[str] = set()  # symptoms whose last run is several events close together, not a rhythm
     current: list[str] = []
     for f in findings:
         fd = kb.findings.get(f.id)
@@ -178,13 +190,20 @@ def estimate_onset(findings: Iterable[Finding], kb: KnowledgeBase, now: float) -
         spans = [s for s in finding_spans(f) if s[0] <= now + 60]
         if spans:
             start, end = _run(spans)
+            near = _back(spans, EPISODE_GAP)
             runs.append((start, end, f.id))
+            tight.append((near, end, f.id))
+            stretch = [sp for sp in spans if sp[0] >= near]
+            if start == near and (len(stretch) >= DENSE_EVENTS or end - near >= DENSE_SPAN):
+                dense.add(f.id)
         elif _since(f) is None:  # a count since a start dates nothing
             current.append(f.id)
     if current:
         runs.append((now, now, current[0]))
+        tight.append((now, now, current[0]))
     if not runs:
         return Onset(None, "no symptom with a time: judged against the time of looking")
+    runs = _episode_runs(runs, tight, dense)
     runs.sort(key=lambda r: r[1])
     start, _end, fid = runs[-1]
     for s0, e0, f0 in reversed(runs[:-1]):
@@ -200,6 +219,19 @@ def estimate_onset(findings: Iterable[Finding], kb: KnowledgeBase, now: float) -
     before = [e for s0, e, _f in runs if e < start]
     quiet = f", after {duration(start - max(before))} without any" if before else ""
     return Onset(start, f"the first {fid} symptom ({iso(start)}){quiet}", ongoing)
+
+
+def _episode_runs(runs: list[tuple[float, float, str]], tight: list[tuple[float, float, str]],
+                  dense: set[str]) -> list[tuple[float, float, str]]:
+    """The runs the onset is taken from. A symptom that comes with a rhythm (a crash every two
+    minutes) reaches back to its first event only when no symptom of the last episode comes
+    densely (``dense``: several events, or a burst, within a minute of each other): beside
+    errors that began a minute ago, a program that has crashed every few minutes for an hour
+    is background going on, not the start of this trouble."""
+    last_end = max(r[1] for r in tight)
+    if any(t[2] in dense and t[1] >= last_end - EPISODE_GAP for t in tight):
+        return tight
+    return runs
 
 
 def event_relevance(last: float, onset: float) -> float:
