@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["BINS", "brier", "calibration_runs", "reliability", "render_calibration"]
+__all__ = ["BINS", "brier", "calibration_runs", "reliability", "render_calibration", "render_scored"]
 
 BINS = ((0.0, 0.5), (0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 0.95), (0.95, 1.0001))
 
@@ -68,7 +68,11 @@ def reliability(runs: list[tuple[str, dict[str, float]]]) -> list[dict[str, Any]
 
 
 def render_calibration(results: list[dict[str, Any]], label: str = "") -> str:
-    runs = calibration_runs(results)
+    return render_scored(calibration_runs(results), label)
+
+
+def render_scored(runs: list[tuple[str, dict[str, float]]], label: str = "") -> str:
+    """The Brier score and the reliability table of scored runs, (truth or "", probabilities)."""
     b = brier(runs)
     if b is None:
         return "No scored runs.\n"
