@@ -18,6 +18,11 @@ against the unlisted hypothesis, in decibans (10·log10): ``P(f|C)/leak(f)``
 when present, ``(1-P(f|C))/(1-leak(f))`` when absent. Positive weights argue
 for C, negative against; unknown findings weigh nothing.
 
+Temperature. Each finding's log-likelihood is divided by the knowledge base's
+``temperature`` (1 by default; fitted on the incident corpus): findings that
+come together (5xx and gateway errors, crashes and a crash loop) are not
+independent, and counting them as if they were makes the posterior too sure.
+
 Implied findings. A finding may imply others (``FindingDef.implies``: several
 programs crashing implies a program crashing); when it is present, the
 findings it implies are not counted again, present, for they add nothing.
@@ -119,7 +124,7 @@ def posterior(
         row = likelihood_row(kb, fid, order)
         strength = (strengths or {}).get(fid, 1.0)
         for i, p in enumerate(row):
-            logs[i] += _log_state(p, state, strength)
+            logs[i] += _log_state(p, state, strength) / kb.temperature
     top = max(logs)
     exps = [math.exp(x - top) for x in logs]
     z = sum(exps)
@@ -141,7 +146,7 @@ def weights(
             continue
         p, leak = likes[fid], kb.findings[fid].fp_rate
         strength = (strengths or {}).get(fid, 1.0)
-        w = DB * (_log_state(p, state, strength) - _log_state(leak, state, strength))
+        w = DB * (_log_state(p, state, strength) - _log_state(leak, state, strength)) / kb.temperature
         if abs(w) >= 0.05:
             out.append(Weight(fid, state, w))
     out.sort(key=lambda w: (-abs(w.decibans), w.finding))

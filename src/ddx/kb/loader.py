@@ -25,6 +25,7 @@ __all__ = ["DATA_DIR", "load_kb", "lint_paths"]
 
 DATA_DIR = Path(__file__).parent / "data"
 MIN_UNLISTED = 0.10  # never less than this share for "a cause not in the knowledge base"
+LEARNED_FILE = "learned.yaml"  # likelihoods fitted on the incident corpus (bench/kb/fit.py --write)
 
 CONDITION_KEYS = {"id", "name", "summary", "prior", "evidence", "checks", "remedies", "references"}
 CONDITION_REQUIRED = ("id", "name", "summary", "prior", "evidence", "checks")
@@ -351,11 +352,14 @@ def _condition_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.yaml") if p.name != "findings.yaml")
 
 
-def load_kb(extra: Sequence[str | os.PathLike[str]] = (), *, strict: bool = False) -> KnowledgeBase:
+def load_kb(extra: Sequence[str | os.PathLike[str]] = (), *, strict: bool = False,
+            learned: bool = True) -> KnowledgeBase:
     """Load the bundled knowledge base plus the user folders in ``extra``.
 
     ``strict`` also detects duplicate YAML keys (slower; ``ddx kb lint`` and the
-    test suite use it). User folders are always loaded strictly.
+    test suite use it). User folders are always loaded strictly. ``learned``:
+    apply the likelihoods and temperature fitted on the incident corpus
+    (``data/learned.yaml``, when it exists; ``ddx.kb.learned``).
     """
     problems: list[str] = []
     findings = _parse_findings(DATA_DIR / "findings.yaml", problems, strict=strict)
@@ -411,8 +415,18 @@ def load_kb(extra: Sequence[str | os.PathLike[str]] = (), *, strict: bool = Fals
         raise KBError(problems)
     total = sum(c.prior for c in conditions.values())
     unlisted = max(MIN_UNLISTED, 1.0 - total)
-    return KnowledgeBase(findings=findings, conditions=conditions, checks=checks, unlisted_prior=unlisted,
-                         sources=tuple(str(f) for f, _ in folders))
+    kb = KnowledgeBase(findings=findings, conditions=conditions, checks=checks, unlisted_prior=unlisted,
+                       sources=tuple(str(f) for f, _ in folders))
+    fitted = DATA_DIR / LEARNED_FILE
+    if learned and fitted.exists():
+        from ddx.kb.learned import apply_learned, learned_from_dict
+
+        try:
+            data = load_yaml(read_limited(fitted))
+            kb = apply_learned(kb, learned_from_dict(data if isinstance(data, dict) else {}, fitted))
+        except (LoadError, ValueError, OSError) as exc:
+            raise KBError([f"{fitted}: {getattr(exc, 'reason', exc)}"]) from None
+    return kb
 
 
 def lint_paths(paths: Sequence[str | os.PathLike[str]]) -> KnowledgeBase:

@@ -74,6 +74,10 @@ class KnowledgeBase:
     checks: Mapping[str, Check]
     unlisted_prior: float = 0.15  # share of incidents whose cause is not in the knowledge base
     sources: tuple[str, ...] = field(default=())
+    # Evidence is counted as log-likelihood / temperature: above 1 the findings' weights are
+    # shrunk (the naive-Bayes model counts correlated findings as independent and is too sure).
+    # Fitted on the incident corpus with leave-one-out (bench/kb/fit.py, kb/data/learned.yaml).
+    temperature: float = 1.0
 
     def likelihood(self, condition: str, finding: str) -> float:
         """P(finding present | condition), the finding's leak when the condition does not list it."""
