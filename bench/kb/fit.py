@@ -155,7 +155,7 @@ def render(rep: dict[str, Any]) -> str:
     out = [f"{rep['cases']} cases", line("hand-set (never fitted to these cases)", rep["hand"])]
     for g in rep["grid"]:
         out.append(line(f"leave-one-out, pseudo-counts {g['n_listed']:g}/{g['n_unlisted']:g}, T=1", g["loo"]))
-        out.append(line(f"  ... and nested leave-one-out temperature", g["loo_temperature"])
+        out.append(line("  ... and nested leave-one-out temperature", g["loo_temperature"])
                    + f"  (T on all: {g['temperature_all']:g})")
     ch = rep["chosen"]
     s = ch["loo_temperature"]
