@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -70,6 +71,10 @@ def _probs(kb: KnowledgeBase, inc: Incident) -> dict[str, float]:
     return {**post.probs, "(unlisted)": post.unlisted}
 
 
+def _median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
 def _loss(probs: Mapping[str, float], inc: Incident) -> float:
     """Log loss of one case: -ln P(true cause), the unlisted share for a cause outside the KB."""
     p = probs.get(inc.cause, 0.0) if inc.in_kb else probs["(unlisted)"]
@@ -112,14 +117,13 @@ def score(results: Sequence[dict[str, float]], incidents: Sequence[Incident]) ->
         row[2] += x.cause in ranked(r)[:3]
     runs = [(x.cause if x.in_kb else "", {c: p for c, p in r.items() if c != "(unlisted)"})
             for r, x in zip(results, incidents)]
-    p_true = sorted(r.get(x.cause, 0.0) for r, x in inkb)
     return {
         "top1": top1, "top3": top3, "in_kb": len(inkb),
-        "median_p_true": p_true[len(p_true) // 2] if p_true else None,
+        "median_p_true": _median([r.get(x.cause, 0.0) for r, x in inkb]),
         "log_loss": sum(_loss(r, x) for r, x in zip(results, incidents)) / len(incidents),
         "brier": brier(runs),
-        "unlisted_outside_median": sorted(r["(unlisted)"] for r, _ in outside)[len(outside) // 2] if outside else None,
-        "unlisted_inside_median": sorted(r["(unlisted)"] for r, _ in inkb)[len(inkb) // 2] if inkb else None,
+        "unlisted_outside_median": _median([r["(unlisted)"] for r, _ in outside]),
+        "unlisted_inside_median": _median([r["(unlisted)"] for r, _ in inkb]),
         "per_condition": {c: {"n": v[0], "top1": v[1], "top3": v[2]} for c, v in sorted(per.items())},
         "confusions": Counter((x.cause, ranked(r)[0]) for r, x in inkb if ranked(r)[0] != x.cause).most_common(),
         "calibration": render_scored(runs, " (causes outside the knowledge base count as 'no cause')"),

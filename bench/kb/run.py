@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -95,11 +96,7 @@ def summary(results: list[Result]) -> dict[str, Any]:
 
 
 def _median(xs: list[float]) -> float | None:
-    if not xs:
-        return None
-    s = sorted(xs)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+    return statistics.median(xs) if xs else None
 
 
 def render(s: dict[str, Any]) -> str:
