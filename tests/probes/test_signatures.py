@@ -152,6 +152,32 @@ POSITIVE: dict[str, list[str]] = {
         "WARN resolver: query for db.internal answered NXDOMAIN",
         "[error] failed to resolve billing.internal",
     ],
+    "auth_failed": [
+        "2026-12-06 03:10:02,114 ERROR payments: Stripe call failed: Invalid API Key provided: sk_live_****abcd",
+        "ERROR msal: AADSTS7000222: The provided client secret keys for app 'mailer' are expired.",
+        "level=error msg=\"s3 upload failed\" err=\"ExpiredToken: The security token included in the request is expired\"",
+        "2026-12-06T03:10:02Z ERROR token refresh failed: invalid_grant",
+        "[error] upstream api.example.com answered 401 Unauthorized for /v1/send",
+        "botocore.exceptions.ClientError: An error occurred (InvalidClientTokenId) when calling the "
+        "GetCallerIdentity operation: The security token included in the request is invalid. ERROR",
+    ],
+    "rate_limited": [
+        "2026-12-06 03:10:02 ERROR sms: provider answered 429 Too Many Requests",
+        "botocore.exceptions.ClientError: An error occurred (ThrottlingException) when calling the PutRecords "
+        "operation: Rate exceeded",
+        "WARN github client: API rate limit exceeded for installation 4242",
+        "grpc error: code = RESOURCE_EXHAUSTED desc = quota exceeded for project",
+        "S3 PutObject failed: SlowDown: Please reduce your request rate.",
+    ],
+    "gc_pause": [
+        "[2026-12-06T03:10:02.123+0000][gc] GC(1042) Pause Full (G1 Compaction Pause) 3900M->3870M(4096M) 8123.456ms",
+        "2026-12-06T03:10:02.123+0000: 5120.123: [Full GC (Allocation Failure)  3999M->3980M(4096M), 9.1 secs]",
+        "2026-12-06 03:10:02,123 WARN org.apache.hadoop.util.JvmPauseMonitor: Detected pause in JVM or host "
+        "machine (eg GC): pause of approximately 12034ms",
+        "[2026-12-06T03:10:02,123][WARN ][o.e.m.j.JvmGcMonitorService] [node-1] [gc][old][4242][87] duration "
+        "[15.2s], collections [1]/[15.9s], total [15.2s]/[3.1m], GC pause",
+        "java.lang.OutOfMemoryError: GC overhead limit exceeded",
+    ],
     "tls": [
         "ssl.SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
         "certificate has expired (_ssl.c:1006)",
@@ -327,6 +353,14 @@ NEGATIVE: dict[str, list[str]] = {
             "calling getaddrinfo for db.internal"],
     "dns_rcode": ["dnsmasq[1]: reply bad.example.com is NXDOMAIN", "unbound[9]: info: resolving x. A IN SERVFAIL",
                   "Nov 22 05:32:09 mx postfix/smtpd[1]: warning: hostname x does not resolve to address 1.2.3.4"],
+    "auth_failed": ["Dec  6 03:10:02 web1 sshd[812]: error: PAM: Authentication failure for root from 1.2.3.4",
+                    "INFO token refreshed, expires in 3600 s",
+                    "Dec  6 03:10:02 web1 sudo: pam_unix(sudo:auth): authentication failure; user=bob; "
+                    "Your password has expired"],
+    "rate_limited": ["INFO rate limiter configured: 100 requests per second",
+                     "nginx: limit_req zone=api rate=10r/s configured"],
+    "gc_pause": ["[2026-12-06T03:10:02.123+0000][gc] GC(1042) Pause Young (Normal) (G1 Evacuation Pause) "
+                 "300M->120M(4096M) 4.123ms"],
     "tls": ["loaded certificate /etc/ssl/certs/site.pem, expires 2027-01-01",
             "certificate renewed successfully"],
     "tls_handshake": ["2026/11/22 05:32:09 [info] 1#1: *1 SSL_do_handshake() failed (SSL: error:0A00010B:SSL "

@@ -245,6 +245,40 @@ SIGNATURES: tuple[Signature, ...] = (
          needs_level=True, min_count=5,
          keywords=("ssl_do_handshake", "ssl routines", "handshake failure", "tls handshake error",
                    "no shared cipher", "ssl_accept", "ssl_connect")),
+    _sig("auth_failed", "logs.auth_failures",
+         r"invalid[ _-]?api[ _-]?key|api[ _-]?key (?:is )?(?:invalid|expired|revoked)|\bExpiredToken(?:Exception)?\b"
+         r"|(?:access|security|auth|bearer|id) ?token (?:has |is )?expired|token_expired|\binvalid_client\b"
+         r"|\binvalid_grant\b|client secret (?:keys? )?(?:for .{0,80})?(?:has |have |is |are )?expired|AADSTS7000222"
+         r"|InvalidClientTokenId|UnrecognizedClientException|AuthFailure|\b401 Unauthorized\b"
+         r"|credentials? (?:have |has )?expired|password (?:has )?expired|authentication failed for (?:api|service)",
+         "A program's own credentials for a service it calls are refused: an API key, an OAuth client secret "
+         "('AADSTS7000222: The provided client secret keys are expired', invalid_client, invalid_grant), a "
+         "cloud token ('ExpiredToken', InvalidClientTokenId), '401 Unauthorized' from an upstream. People "
+         "typing wrong passwords are not this: the line must say it is a problem, and it takes 3.",
+         needs_level=True, min_count=3, unless=_SSHD + r"|\bpam_unix\b|\bsudo\b|\bsu\b\[",
+         keywords=("api key", "apikey", "api_key", "api-key", "expiredtoken", "token", "invalid_client",
+                   "invalid_grant", "client secret", "aadsts7000222", "invalidclienttokenid",
+                   "unrecognizedclientexception", "authfailure", "401 unauthorized", "credential",
+                   "password", "authentication failed for")),
+    _sig("rate_limited", "logs.rate_limited",
+         r"\b429 Too Many Requests\b|\bToo Many Requests\b|rate[ -]?limit(?:ed| exceeded| reached)"
+         r"|\bThrottlingException\b|\bThrottled\b|\bSlowDown\b|RequestLimitExceeded|quota (?:exceeded|exhausted)"
+         r"|\bRESOURCE_EXHAUSTED\b|exceeded (?:the |your )?(?:rate|request|api) (?:limit|quota)",
+         "A service this host calls refuses for rate or quota: HTTP 429, AWS ThrottlingException / SlowDown / "
+         "RequestLimitExceeded, gRPC RESOURCE_EXHAUSTED, 'rate limit exceeded', 'quota exceeded'. It takes 3.",
+         min_count=3, unless=_SSHD,
+         keywords=("too many requests", "rate limit", "ratelimit", "rate-limit", "throttlingexception", "throttled",
+                   "slowdown", "requestlimitexceeded", "quota", "resource_exhausted", "exceeded")),
+    _sig("gc_pause", "logs.gc_pauses",
+         r"\bPause Full\b|\bFull GC\b|\[Full GC|GC overhead limit exceeded|stop-the-world|\bSTW\b pause"
+         r"|JvmPauseMonitor|Detected pause in JVM or host machine|GC pause|\bgc \d+ @[\d.]+s \d+%:",
+         "A runtime stopping the world to collect garbage: JVM 'Pause Full' / 'Full GC', Hadoop's "
+         "JvmPauseMonitor 'Detected pause in JVM or host machine', Elasticsearch/Cassandra 'GC pause', "
+         "'GC overhead limit exceeded', Go's gctrace lines. A JVM logs a full collection now and then when "
+         "healthy: it takes 5.",
+         min_count=5,
+         keywords=("pause full", "full gc", "gc overhead limit", "stop-the-world", "stw", "jvmpausemonitor",
+                   "detected pause in jvm", "gc pause", "gc ")),
     _sig("request_too_large", "logs.request_too_large",
          r"client intended to send too large|Request Entity Too Large|Payload Too Large|PayloadTooLargeError"
          r"|too large body|Request Header Fields Too Large|Request-URI Too (?:Long|Large)|URI too long"
