@@ -128,6 +128,17 @@ POSITIVE = [
     ("Clock: inserting leap second 23:59:60 UTC", "time.jump", ""),
     ("Clock: deleting leap second 23:59:59 UTC", "time.jump", ""),
     ("cgroup: fork rejected by pids controller in /system.slice/app.service", "procs.fork_failures", "/system.slice/app.service"),
+    ("BUG: kernel NULL pointer dereference, address: 0000000000000008", "kernel.oops", ""),
+    ("BUG: unable to handle page fault for address: ffffc90000a3b000", "kernel.oops", ""),
+    ("watchdog: BUG: soft lockup - CPU#3 stuck for 22s! [java:4242]", "kernel.oops", ""),
+    ("kernel BUG at mm/slub.c:4018!", "kernel.oops", ""),
+    ("Oops: 0000 [#1] PREEMPT SMP NOPTI", "kernel.oops", ""),
+    ("general protection fault, probably for non-canonical address 0xdead000000000122: 0000 [#1] SMP PTI",
+     "kernel.oops", ""),
+    ("rcu: INFO: rcu_sched self-detected stall on CPU", "kernel.oops", ""),
+    ("INFO: rcu_preempt detected stalls on CPUs/tasks:", "kernel.oops", ""),
+    ("NMI watchdog: Watchdog detected hard LOCKUP on cpu 5", "kernel.oops", ""),
+    ("Kernel panic - not syncing: Fatal exception in interrupt", "kernel.oops", ""),
 ]
 
 
@@ -157,6 +168,11 @@ NEGATIVE = [
     "clocksource: Switched to clocksource kvm-clock",
     "dbus-daemon[600]: unhandled method call from :1.42",
     "TCP: Hash tables configured (established 16384 bind 16384)",
+    "rcu: Hierarchical RCU implementation.",
+    "rcu: RCU calculated value of scheduler-enlistment delay is 25 jiffies.",
+    "NMI watchdog: Enabled. Permanently consumes one hw-PMU counter.",
+    "watchdog: Disabling watchdog on nohz_full cores by default",
+    "WARNING: CPU: 1 PID: 812 at drivers/gpu/drm/drm_edid.c:1234 drm_edid_block_valid+0x1f0/0x210",
 ]
 
 

@@ -178,6 +178,17 @@ POSITIVE: dict[str, list[str]] = {
         "[15.2s], collections [1]/[15.9s], total [15.2s]/[3.1m], GC pause",
         "java.lang.OutOfMemoryError: GC overhead limit exceeded",
     ],
+    "clock": [
+        "2026-12-06 03:10:02 ERROR auth: jwt.exceptions.ImmatureSignatureError: The token is not yet valid (iat)",
+        "Error: NotBeforeError: jwt not active",
+        "botocore.exceptions.ClientError: An error occurred (RequestTimeTooSkewed) when calling the PutObject "
+        "operation: The difference between the request time and the current time is too large.",
+        "2026-12-06 03:10:02.123 7f1c mon.a@0(leader) e3 clock skew detected on mon.b, peer has a time off by 4.2s",
+        "WARN etcdserver: the clock difference against peer 8e9e05c52164694d is too high [12.1s > 1s]",
+        "ERROR api: request rejected: timestamp 1796526602 is outside the allowed window of 300 seconds",
+        "krb5: Clock skew too great while getting initial credentials",
+        "chronyd[512]: System clock wrong by 3612.004 seconds",
+    ],
     "tls": [
         "ssl.SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
         "certificate has expired (_ssl.c:1006)",
@@ -361,6 +372,10 @@ NEGATIVE: dict[str, list[str]] = {
                      "nginx: limit_req zone=api rate=10r/s configured"],
     "gc_pause": ["[2026-12-06T03:10:02.123+0000][gc] GC(1042) Pause Young (Normal) (G1 Evacuation Pause) "
                  "300M->120M(4096M) 4.123ms"],
+    "clock": ["INFO token valid from 2026-12-06T03:10:02Z, not yet expired",
+              "chronyd[512]: Selected source 192.0.2.1 (2.debian.pool.ntp.org)",
+              "systemd[1]: Time has been changed",
+              "the request timestamp is recorded for auditing"],
     "tls": ["loaded certificate /etc/ssl/certs/site.pem, expires 2027-01-01",
             "certificate renewed successfully"],
     "tls_handshake": ["2026/11/22 05:32:09 [info] 1#1: *1 SSL_do_handshake() failed (SSL: error:0A00010B:SSL "

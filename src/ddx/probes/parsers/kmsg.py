@@ -173,6 +173,20 @@ _TIME_JUMP = [
     re.compile(r"\bclock (?:was )?stepped\b", _I),
 ]
 _FORK = re.compile(r"fork rejected by pids controller(?: in (\S+))?")
+# The kernel's own bugs: an oops, BUG()/BUG_ON, a kernel-mode general protection fault (a
+# user program's GPF reads "traps: prog[pid] general protection fault" and is a crash of
+# that program, see _SEGV), soft and hard lockups, RCU stalls, a panic. WARN() lines are
+# left out: drivers print them for harmless surprises on ordinary hosts.
+_OOPS = [
+    re.compile(r"\bBUG: (?:unable to handle|kernel NULL pointer|soft lockup|scheduling while atomic|workqueue lockup"
+               r"|Bad page|sleeping function called|spinlock|KASAN|KFENCE|Bad rss-counter)"),
+    re.compile(r"\bkernel BUG at \S+"),
+    re.compile(r"^Oops: .*\[#\d+\]|^Oops: \d{4}\b"),
+    re.compile(r"^general protection fault\b"),
+    re.compile(r"\brcu(?:_\w+)?:? .*\bdetected stalls?\b|\bself-detected stall on CPU\b"),
+    re.compile(r"\bhard LOCKUP\b"),
+    re.compile(r"\bKernel panic - not syncing\b"),
+]
 
 
 def _first(patterns: list[re.Pattern[str]], text: str) -> bool:
@@ -197,6 +211,8 @@ def classify(text: str) -> list[KernelEvent]:
     m = _SEGV.match(text) or _FATAL_SIGNAL.match(text) or _AUDIT_ABEND.search(text)
     if m:
         events.append(KernelEvent("procs.segfault", m.group("name"), int(m.group("pid"))))
+    if _first(_OOPS, text):
+        events.append(KernelEvent("kernel.oops"))
     m = _HUNG.search(text)
     if m:
         events.append(KernelEvent("kernel.hung_task", m.group("name"), int(m.group("pid"))))

@@ -279,6 +279,23 @@ SIGNATURES: tuple[Signature, ...] = (
          min_count=5,
          keywords=("pause full", "full gc", "gc overhead limit", "stop-the-world", "stw", "jvmpausemonitor",
                    "detected pause in jvm", "gc pause", "gc ")),
+    _sig("clock", "logs.clock_errors",
+         r"\bnot yet valid\b|\bnot valid yet\b|ImmatureSignatureError|NotBeforeError|jwt not active"
+         r"|PrematureJwtException|token used too early|used before (?:it was )?issued|issued in the future"
+         r"|RequestTimeTooSkewed|Signature not yet current|clock skew (?:detected|too great|is too large)"
+         r"|clock (?:is )?(?:skewed|out of sync)|clock difference\b.{0,80}\btoo (?:high|large)"
+         r"|time (?:is )?out of sync|timestamp\b.{0,60}\b(?:outside|in the future|too far|too old|skew)"
+         r"|(?:outside|beyond) (?:of )?the allowed (?:time )?window|System clock wrong by",
+         "Code that checks time and finds the clock wrong: tokens and certificates 'not yet valid' (PyJWT "
+         "ImmatureSignatureError, jsonwebtoken NotBeforeError 'jwt not active', jjwt PrematureJwtException, "
+         "Go x509 'is not yet valid'), 'Token used too early', AWS 'RequestTimeTooSkewed' / 'Signature not "
+         "yet current', Kerberos 'Clock skew too great', Ceph/etcd 'clock skew detected' / 'clock difference "
+         "... too high', request timestamps 'outside the allowed window', chronyd 'System clock wrong by'. "
+         "It takes 2.",
+         min_count=2, unless=_SSHD,
+         keywords=("not yet valid", "not valid yet", "immaturesignatureerror", "notbeforeerror", "jwt not active",
+                   "prematurejwtexception", "too early", "used before", "in the future", "requesttimetooskewed",
+                   "not yet current", "clock", "out of sync", "timestamp", "allowed")),
     _sig("request_too_large", "logs.request_too_large",
          r"client intended to send too large|Request Entity Too Large|Payload Too Large|PayloadTooLargeError"
          r"|too large body|Request Header Fields Too Large|Request-URI Too (?:Long|Large)|URI too long"
