@@ -43,7 +43,7 @@ STATS = (
 def sample(**kv: int) -> dict[str, str]:
     base = {"uptime": 100, "version": "1.6.18", "get_hits": 0, "get_misses": 0, "evictions": 0,
             "evicted_unfetched": 0, "rejected_connections": 0, "listen_disabled_num": 0,
-            "store_too_large": 0, "cmd_set": 0, "conn_yields": 0, "bytes": 0, "limit_maxbytes": 1 << 20,
+            "store_too_large": 0, "cmd_set": 0, "cmd_flush": 0, "conn_yields": 0, "bytes": 0, "limit_maxbytes": 1 << 20,
             "curr_connections": 2, "max_connections": 1024, "settings.item_size_max": 1024}
     base.update(kv)
     return {k: str(v) for k, v in base.items()}
@@ -114,6 +114,25 @@ def test_a_steady_hit_rate_is_absent_and_too_few_gets_stay_unknown() -> None:
     a = sample(get_hits=900, get_misses=100)
     assert by_id(judge(a, sample(get_hits=990, get_misses=110), 1.0, {}, "s"))["svc.cache_hit_rate_drop"] is False
     assert "svc.cache_hit_rate_drop" not in by_id(judge(a, sample(get_hits=900, get_misses=105), 1.0, {}, "s"))
+
+
+def test_a_cache_started_minutes_ago_that_misses_most_lookups_is_cold() -> None:
+    a = sample(uptime=300, get_hits=10, get_misses=90)
+    rows = judge(a, sample(uptime=301, get_hits=15, get_misses=185), 1.0, {}, "s")
+    assert by_id(rows)["svc.cache_cold"] is True
+    # started as recently but already hitting, or read by nobody: not cold for its clients
+    assert "svc.cache_cold" not in by_id(judge(a, sample(uptime=301, get_hits=100, get_misses=95), 1.0, {}, "s"))
+    assert "svc.cache_cold" not in by_id(judge(a, sample(uptime=301, get_hits=10, get_misses=90), 1.0, {}, "s"))
+
+
+def test_a_cache_up_for_days_is_not_cold_unless_flushed() -> None:
+    a = sample(uptime=300000, get_hits=9000, get_misses=1000, cmd_flush=0)
+    assert by_id(judge(a, sample(uptime=300001, get_hits=9100, get_misses=1010), 1.0, {}, "s"))["svc.cache_cold"] is False
+    flushed = judge(a, sample(uptime=300001, cmd_flush=1, get_hits=9000, get_misses=1100), 1.0, {}, "s")
+    assert by_id(flushed)["svc.cache_cold"] is True
+    # flushed at some time since the start, not in the window: when, the counter cannot say
+    old = sample(uptime=300000, cmd_flush=2)
+    assert "svc.cache_cold" not in by_id(judge(old, sample(uptime=300001, cmd_flush=2), 1.0, {}, "s"))
 
 
 def test_evictions_in_the_window_count_not_those_since_start() -> None:
@@ -336,6 +355,33 @@ def test_a_warm_cache_that_only_misses_in_the_window_drops_its_hit_rate() -> Non
     assert res.status == "ok", res.reason
     assert found["svc.cache_hit_rate_drop"].state is State.PRESENT, found["svc.cache_hit_rate_drop"].evidence
     assert steady["svc.cache_hit_rate_drop"].state is State.ABSENT
+
+
+@pytest.mark.root
+def test_a_just_started_cache_that_its_clients_miss_is_cold_and_a_flush_makes_it_cold() -> None:
+    with memcached_server("-m", "8") as port:
+        url = f"memcached://127.0.0.1:{port}"
+        with background(lambda cl, i: cl.get(f"page{i}") or time.sleep(0.002), port):
+            res, found = probe({"targets": [url]})
+        assert res.status == "ok", res.reason
+        f = found["svc.cache_cold"]
+        assert f.state is State.PRESENT, f.evidence
+        assert "started" in f.evidence[0].summary and "misses" in f.evidence[0].summary
+        # the same server judged as if it had run for days: a flush during the window is what makes it cold
+        c = Client(port)
+
+        def flush(cl: Client, i: int) -> None:
+            if i == 0:
+                time.sleep(0.3)
+                cl.sock.sendall(b"flush_all\r\n")
+                assert cl._line() == b"OK"
+            time.sleep(0.01)
+
+        c.close()
+        with background(flush, port):
+            res, found = probe({"targets": [url], "cold_uptime": 0})
+    assert found["svc.cache_cold"].state is State.PRESENT, found["svc.cache_cold"].evidence
+    assert "flushed 1 time" in found["svc.cache_cold"].evidence[0].summary
 
 
 @pytest.mark.root

@@ -3,7 +3,9 @@ redis-server instances (Debian package) at maxmemory, behind a password, gone.""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -147,6 +149,42 @@ def test_rejected_connections_and_hit_rate() -> None:
     assert rows["net.connections_refused"] is True and rows["svc.cache_hit_rate_drop"] is True
 
 
+def test_a_flushall_in_the_window_or_a_fresh_server_missing_its_lookups_is_a_cold_cache() -> None:
+    a = info(uptime_in_seconds=500000, keyspace_hits=9000, keyspace_misses=1000)
+    steady = by_id(judge(a, info(uptime_in_seconds=500001, keyspace_hits=9100, keyspace_misses=1010), 1.0, {}, "s"))
+    assert steady["svc.cache_cold"] is False
+    flushed = info(uptime_in_seconds=500001, keyspace_hits=9000, keyspace_misses=1100,
+                   cmdstat_flushall="calls=1,usec=20,usec_per_call=20.00")
+    assert by_id(judge(a, flushed, 1.0, {}, "s"))["svc.cache_cold"] is True
+    fresh = info(uptime_in_seconds=60, keyspace_hits=0, keyspace_misses=10)
+    later = info(uptime_in_seconds=61, keyspace_hits=5, keyspace_misses=200)
+    assert by_id(judge(fresh, later, 1.0, {}, "s"))["svc.cache_cold"] is True
+
+
+def queued(*queues: dict[str, object], read_at: float = 1_000_000.0) -> dict[str, str]:
+    return info(**{"ddx.queues": json.dumps(list(queues)), "ddx.read_at": read_at})
+
+
+def test_a_queue_whose_oldest_job_waited_minutes_is_a_backlog() -> None:
+    a = queued({"framework": "sidekiq", "name": "default", "length": 40, "oldest": 1_000_000.0 - 1800})
+    b = queued({"framework": "sidekiq", "name": "default", "length": 41, "oldest": 1_000_000.0 - 1801})
+    rows = judge(a, b, 1.0, {}, "s")
+    assert by_id(rows)["queue.backlog_growing"] is True
+    ev = next(e for fid, _, e in rows if fid == "queue.backlog_growing")
+    assert "sidekiq default: 41 waiting, oldest 30 min" in ev.summary  # type: ignore[attr-defined]
+
+
+def test_short_young_queues_are_no_backlog_and_a_long_one_of_unknown_age_is_unknown() -> None:
+    young = queued({"framework": "rq", "name": "mail", "length": 3, "oldest": 1_000_000.0 - 2},
+                   {"framework": "celery", "name": "celery", "length": 10, "oldest": None})
+    assert by_id(judge(young, young, 1.0, {}, "s"))["queue.backlog_growing"] is False
+    long = queued({"framework": "celery", "name": "celery", "length": 50000, "oldest": None})
+    assert "queue.backlog_growing" not in by_id(judge(long, long, 1.0, {}, "s"))
+    longer = queued({"framework": "celery", "name": "celery", "length": 50400, "oldest": None})
+    assert by_id(judge(long, longer, 1.0, {}, "s"))["queue.backlog_growing"] is True
+    assert "queue.backlog_growing" not in by_id(judge(info(), info(), 1.0, {}, "s"))
+
+
 # --- real servers -------------------------------------------------------------------
 
 
@@ -190,6 +228,35 @@ def probe(options: dict[str, object], window: float = 1.0):  # type: ignore[no-u
     col = run_probes(LiveHost(), Config(probes={"redis": {"discover": False, **options}}), only=["redis"], window=window)
     (res,) = col.results
     return res, {f.id: f for f in col.findings}
+
+
+@pytest.mark.root
+def test_job_queues_of_sidekiq_and_rq_read_from_a_real_redis() -> None:
+    now = time.time()
+    with redis_server() as port:
+        # Sidekiq: jobs pushed on the left, the oldest (an hour ago) at the right end
+        cmd(port, "SADD", "queues", "default", "mailers")
+        cmd(port, "LPUSH", "queue:default", json.dumps({"class": "HardJob", "enqueued_at": now - 3600}))
+        for i in range(5):
+            cmd(port, "LPUSH", "queue:default", json.dumps({"class": "HardJob", "jid": str(i), "enqueued_at": now}))
+        cmd(port, "LPUSH", "queue:mailers", json.dumps({"class": "Mail", "enqueued_at": int((now - 5) * 1000)}))
+        # RQ: job ids pushed on the right, times in the job's hash
+        cmd(port, "SADD", "rq:queues", "rq:queue:reports")
+        cmd(port, "RPUSH", "rq:queue:reports", "j1", "j2")
+        cmd(port, "HSET", "rq:job:j1", "enqueued_at",
+            time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(now - 10)))
+        url = f"redis://127.0.0.1:{port}"
+        res, found = probe({"targets": [url]}, window=0.3)
+        assert res.status == "ok", res.reason
+        f = found["queue.backlog_growing"]
+        assert f.state is State.PRESENT, f.evidence
+        summary = f.evidence[0].summary
+        assert re.search(r"sidekiq default: 6 waiting, oldest (60|61) min", summary), summary
+        assert re.search(r"sidekiq mailers: 1 waiting, oldest \d s; rq reports: 2 waiting, oldest 1\d s", summary), summary
+        # the stuck job done: every queue young again
+        cmd(port, "RPOP", "queue:default")
+        _, found = probe({"targets": [url]}, window=0.3)
+        assert found["queue.backlog_growing"].state is State.ABSENT, found["queue.backlog_growing"].evidence
 
 
 @pytest.mark.root

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ddx.inventory.model import Inventory
+from ddx.units import duration
 from ddx.urls import mask_url, split_url
 
 __all__ = [
@@ -339,7 +340,8 @@ def memcached_query(host: str, port: int, commands: Sequence[str], timeout: floa
         conn.close()
 
 
-_READ_ONLY_REDIS = {"AUTH", "INFO", "CONFIG", "PING"}
+# Read-only commands: state (INFO, CONFIG GET, PING) and the job-queue reads of jobqueues.py.
+_READ_ONLY_REDIS = {"AUTH", "INFO", "CONFIG", "PING", "SMEMBERS", "LLEN", "LINDEX", "HGET"}
 
 
 def redis_query(
@@ -354,10 +356,11 @@ def redis_query(
     """AUTH when a password is given, then the commands (pipelined) on one
     connection; returns each command's reply (``RespError`` for an error
     reply). A failed AUTH raises "authentication failed" (the password is
-    never in the message). Only INFO / CONFIG GET / PING are sent."""
+    never in the message). Only read-only commands are sent: INFO, CONFIG GET,
+    PING, and SMEMBERS/LLEN/LINDEX/HGET for the job queues."""
     for c in commands:
         if not c or c[0].upper() not in _READ_ONLY_REDIS or (c[0].upper() == "CONFIG" and c[1].upper() != "GET"):
-            raise ValueError(f"redis_query sends only INFO, CONFIG GET and PING, not {' '.join(c[:2])!r}")
+            raise ValueError(f"redis_query sends only read-only commands, not {' '.join(c[:2])!r}")
     conn = _Conn(host, port, timeout)
     try:
         wire = []
@@ -526,6 +529,48 @@ def hit_rate_verdict(
         unit="%",
         count=wm,
     ))
+
+
+def cold_verdict(
+    uptime: int | None, flushes: tuple[int | None, int | None], window: tuple[int, int] | None, opt: Any,
+    source: str, since: str | None, holds: str,
+) -> tuple[str, bool, Any] | None:
+    """``svc.cache_cold``: the cache started empty shortly before (restarted within
+    ``cold_uptime`` seconds, or flushed in the window) and most lookups now miss.
+
+    ``flushes`` is (in the window, since the start); ``window`` the (hits, misses)
+    of the window. A fresh cache that nobody reads, or that already hits, is not
+    cold for its clients: unknown. Absent for a cache up longer than ``cold_uptime``
+    that was never flushed; a flush at an unknown time leaves it unknown."""
+    from ddx.model import Evidence
+
+    flushed_now, flushed_ever = flushes
+    up = duration(uptime) if uptime is not None else "an unknown time"
+    if flushed_now:
+        return ("svc.cache_cold", True, Evidence(
+            source=source, summary=f"flushed {flushed_now} time(s) in the window: it starts empty; {holds}",
+            value=flushed_now, count=flushed_now,
+        ))
+    if uptime is None:
+        return None
+    if uptime < int(opt["cold_uptime"]):
+        if window is None:
+            return None
+        hits, misses = window
+        gets = hits + misses
+        if gets < int(opt["min_gets"]) or misses / gets < float(opt["cold_miss_share"]):
+            return None
+        return ("svc.cache_cold", True, Evidence(
+            source=source,
+            summary=f"started {up} ago and misses {misses / gets:.0%} of lookups ({misses} of {gets}); {holds}",
+            value=uptime, threshold=int(opt["cold_uptime"]), unit="s up", count=misses, since=since,
+        ))
+    if flushed_ever == 0:
+        return ("svc.cache_cold", False, Evidence(
+            source=source, summary=f"up {up}, never flushed; {holds}", value=uptime,
+            threshold=int(opt["cold_uptime"]), unit="s up",
+        ))
+    return None
 
 
 def eviction_verdict(

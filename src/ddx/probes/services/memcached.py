@@ -16,6 +16,11 @@ What each finding means here (and why):
   (get_hits / (get_hits + get_misses)) is at least ``hit_rate_drop`` below the
   rate before the window (lifetime up to the first sample). Needs ``min_gets``
   gets in the window and ``baseline_min_gets`` before it, else unknown.
+- ``svc.cache_cold``: memcached started less than ``cold_uptime`` ago and
+  misses at least ``cold_miss_share`` of the window's gets (``min_gets`` of
+  them), or ``cmd_flush`` rose in the window: its clients fall through to what
+  it caches. Absent when it has run longer and was never flushed; a fresh one
+  nobody reads, or one that already hits, stays unknown.
 - ``svc.cache_evictions_high``: ``evictions`` rose by at least
   ``evictions_min`` and ``evictions_per_s`` in the window. memcached evicts only
   when a slab class has no free memory, so every eviction is "because it is
@@ -59,6 +64,7 @@ from ddx.probes.base import ProbeContext, probe
 from ddx.probes.services.cacheproto import (
     ProbeTargetError,
     Target,
+    cold_verdict,
     eviction_verdict,
     hit_rate_verdict,
     memcached_query,
@@ -73,6 +79,7 @@ __all__ = ["DEFAULTS", "FINDINGS", "MemcachedSample", "judge", "memcached", "rea
 
 FINDINGS = (
     "svc.cache_hit_rate_drop",
+    "svc.cache_cold",
     "svc.cache_evictions_high",
     "net.connections_refused",
     "http.request_too_large",
@@ -89,6 +96,10 @@ DEFAULTS: dict[str, Any] = {
     # points is the "misses rose sharply" of cold restarts and lost nodes.
     "hit_rate_drop": 0.2,
     "min_gets": 20,  # gets in the window for its hit rate to mean something
+    # Cold: started less than this many seconds ago (or flushed in the window) and
+    # missing at least this share of the window's lookups.
+    "cold_uptime": 3600,
+    "cold_miss_share": 0.5,
     "baseline_min_gets": 100,  # gets before the window for the lifetime rate to mean something
     # Evictions: at least this many per second and this many in the window.
     # A full LRU cache evicts a trickle in normal operation; one eviction per
@@ -161,6 +172,13 @@ def judge(
         verdict = hit_rate_verdict((wh, wm), (bh, bm), seconds, opt, source, "gets")
         if verdict:
             out.append(verdict)
+    cold = cold_verdict(
+        stat_int(b, "uptime"), (stat_delta(a, b, "cmd_flush"), stat_int(b, "cmd_flush")),
+        (wh, wm) if wh is not None and wm is not None else None, opt, source, _since(b),
+        f"{b.get('curr_items', '?')} items, {size(stat_int(b, 'bytes'))} of {size(stat_int(b, 'limit_maxbytes'))}",
+    )
+    if cold:
+        out.append(cold)
 
     ev = stat_delta(a, b, "evictions")
     if ev is not None:

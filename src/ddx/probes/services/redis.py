@@ -18,6 +18,9 @@ What each finding means here (and why):
 - ``svc.cache_hit_rate_drop``: keyspace_hits / (hits + misses) in the window
   at least ``hit_rate_drop`` below the rate before it (``min_gets`` lookups in
   the window, ``baseline_min_gets`` before it).
+- ``svc.cache_cold``: as for memcached: started less than ``cold_uptime`` ago
+  and missing most of the window's lookups, or FLUSHALL/FLUSHDB called in the
+  window (``cmdstat_flush*``); absent when up longer and never flushed.
 - ``svc.cache_evictions_high``: ``evicted_keys`` rising by ``evictions_min``
   and ``evictions_per_s``; evidence: used_memory against maxmemory and policy.
 - ``logs.out_of_memory`` (present only): the server refused commands with
@@ -42,18 +45,25 @@ What each finding means here (and why):
   up or ``master_last_io_seconds_ago`` over ``replication_lag_s``; on a master,
   a replica not ``online`` or with ``lag`` over ``replication_lag_s``.
   Unknown on a master without replicas.
+- ``queue.backlog_growing``: job queues kept in this Redis (Sidekiq, Resque,
+  RQ, Celery; ``jobqueues``): the oldest waiting job is ``queue_latency_s``
+  old, or a queue of ``queue_backlog_min`` jobs grew over the window. Absent
+  when every queue is short or its oldest job young; unknown without queues.
 - ``svc.down``: a configured target refusing the connection, or a server
   ``loading`` its dataset (every data command answers LOADING until done:
   down for its clients). Absent with the server's state (clients and
   ``blocked_clients``, memory, role) for every server that answers.
 
-Network I/O is ``cacheproto.redis_query`` (AUTH, INFO, CONFIG GET only): not
+Network I/O is ``cacheproto.redis_query`` (AUTH, INFO, CONFIG GET, and the
+queue reads SMEMBERS/LLEN/LINDEX/HGET only): not
 recorded in bundles; on a replayed bundle the probe fails with that reason.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,6 +73,7 @@ from ddx.probes.services.cacheproto import (
     ProbeTargetError,
     RespError,
     Target,
+    cold_verdict,
     eviction_verdict,
     hit_rate_verdict,
     parse_info_fields,
@@ -72,11 +83,13 @@ from ddx.probes.services.cacheproto import (
     stat_delta,
     stat_int,
 )
+from ddx.probes.services.jobqueues import Queue, read_queues
 from ddx.units import duration, iso, size
 
 __all__ = ["DEFAULTS", "FINDINGS", "judge", "read_sample", "redis"]
 
 FINDINGS = (
+    "svc.cache_cold",
     "svc.cache_memory_full",
     "svc.cache_hit_rate_drop",
     "svc.cache_evictions_high",
@@ -84,6 +97,7 @@ FINDINGS = (
     "net.connections_refused",
     "svc.db_readonly",
     "svc.db_replication_lag_high",
+    "queue.backlog_growing",
     "svc.down",
 )
 MIN_WINDOW = 0.2
@@ -95,9 +109,15 @@ DEFAULTS: dict[str, Any] = {
     "target_timeout": 1.0,  # seconds for one sample of one target (connect + AUTH + INFO + CONFIG GET)
     "hit_rate_drop": 0.2,  # as for memcached: 20 points below the rate before the window
     "min_gets": 20,
+    "cold_uptime": 3600,  # as for memcached: started this recently (seconds) and mostly missing is cold
+    "cold_miss_share": 0.5,
     "baseline_min_gets": 100,
     "evictions_per_s": 1.0,  # as for memcached
     "evictions_min": 5,
+    # Job queues (Sidekiq, Resque, RQ, Celery): the oldest waiting job this many seconds
+    # old is a backlog; a queue this long that grew over the window is one too.
+    "queue_latency_s": 300,
+    "queue_backlog_min": 1000,
     # Replication: Redis pings replicas every 10 s (repl-ping-replica-period)
     # and drops the link after 60 s (repl-timeout); silence for 30 s is half
     # of that, well past a normal ping gap.
@@ -127,9 +147,93 @@ def read_sample(target: Target, timeout: float) -> dict[str, str]:
         if isinstance(reply, list) and len(reply) >= 2:
             for k, v in zip(reply[::2], reply[1::2]):
                 out[f"config.{k}"] = str(v)
+    if _keys(out):
+        try:
+            queues = read_queues(lambda c: redis_query(target.host, target.port, c, timeout,
+                                                       username=target.username, password=target.password))
+        except (ProbeTargetError, OSError):
+            queues = []  # the queues are extra: INFO alone still tells the server's state
+        if queues:
+            out["ddx.queues"] = json.dumps([q.to_dict() for q in queues])
+            out["ddx.read_at"] = str(time.time())
     return out
 
 
+def queue_verdict(
+    a: Mapping[str, str], b: Mapping[str, str], seconds: float, opt: Mapping[str, Any], source: str
+) -> tuple[str, bool, Evidence] | None:
+    """``queue.backlog_growing`` from the job queues of two samples: the oldest
+    job has waited ``queue_latency_s``, or a queue of ``queue_backlog_min`` jobs
+    grew over the window. Absent when every queue is short or its oldest job
+    young; None when the server holds no job queue."""
+    if "ddx.queues" not in b:
+        return None
+    now = float(b.get("ddx.read_at", time.time()))
+    before = {(q.framework, q.name): q.length for q in _queues(a)}
+    queues = _queues(b)
+    late, growing, parts = [], [], []
+    for q in queues:
+        age = now - q.oldest if q.oldest is not None else None
+        grew = q.length - before.get((q.framework, q.name), q.length)
+        text = f"{q.framework} {q.name}: {q.length} waiting"
+        if age is not None and q.length:
+            text += f", oldest {duration(max(0.0, age))}"
+        if grew:
+            text += f" ({grew:+d} in {seconds:.1f}s)"
+        parts.append(text)
+        if age is not None and q.length and age >= float(opt["queue_latency_s"]):
+            late.append(q)
+        elif q.length >= int(opt["queue_backlog_min"]) and grew > 0:
+            growing.append(q)
+    summary = "; ".join(parts)
+    if late or growing:
+        worst = max((now - q.oldest for q in late if q.oldest is not None), default=0.0)
+        return ("queue.backlog_growing", True, Evidence(
+            source=source, summary=summary, value=round(worst) if late else sum(q.length for q in growing),
+            threshold=float(opt["queue_latency_s"]) if late else int(opt["queue_backlog_min"]),
+            unit="s the oldest job waits" if late else "jobs",
+            count=sum(q.length for q in late + growing),
+        ))
+    unknown_age = [q for q in queues if q.oldest is None and q.length >= int(opt["queue_backlog_min"])]
+    if unknown_age:
+        return None  # long, not growing in a second, age unknown: cannot tell a busy queue from a stuck one
+    return ("queue.backlog_growing", False, Evidence(source=source, summary=summary))
+
+
+def _queues(s: Mapping[str, str]) -> list[Queue]:
+    try:
+        return [Queue.from_dict(d) for d in json.loads(s.get("ddx.queues", "[]"))]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
+
+
+def _flushes(s: Mapping[str, str]) -> int:
+    """FLUSHALL and FLUSHDB calls since the start (or since CONFIG RESETSTAT)."""
+    total = 0
+    for cmd in ("flushall", "flushdb"):
+        try:
+            total += int(parse_info_fields(s.get(f"cmdstat_{cmd}", "")).get("calls", "0"))
+        except ValueError:
+            pass
+    return total
+
+
+def _flush_delta(a: Mapping[str, str], b: Mapping[str, str]) -> int:
+    return max(0, _flushes(b) - _flushes(a))
+
+
+def _keys(s: Mapping[str, str]) -> int:
+    """Keys in all databases (``db0:keys=12,expires=0,...``)."""
+    total = 0
+    for k, v in s.items():
+        if k.startswith("db") and k[2:].isdigit():
+            try:
+                total += int(parse_info_fields(v).get("keys", "0"))
+            except ValueError:
+                pass
+    return total
 
 
 def _errors(s: Mapping[str, str], prefix: str) -> int:
@@ -220,12 +324,23 @@ def judge(
     if (stat_int(b, "uptime_in_seconds") or 0) < (stat_int(a, "uptime_in_seconds") or 0):
         return out  # restarted within the window: the counters started again
 
+    backlog = queue_verdict(a, b, seconds, opt, source)
+    if backlog:
+        out.append(backlog)
+
     hits, misses = stat_delta(a, b, "keyspace_hits"), stat_delta(a, b, "keyspace_misses")
     bh, bm = stat_int(a, "keyspace_hits"), stat_int(a, "keyspace_misses")
     if hits is not None and misses is not None and bh is not None and bm is not None:
         verdict = hit_rate_verdict((hits, misses), (bh, bm), seconds, opt, source, "lookups")
         if verdict:
             out.append(verdict)
+    cold = cold_verdict(
+        stat_int(b, "uptime_in_seconds"), (_flush_delta(a, b), _flushes(b)),
+        (hits, misses) if hits is not None and misses is not None else None, opt, source, _since(b),
+        f"{_keys(b)} keys, {mem}",
+    )
+    if cold:
+        out.append(cold)
 
     ev = stat_delta(a, b, "evicted_keys")
     if ev is not None:
