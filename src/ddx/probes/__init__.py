@@ -27,6 +27,7 @@ PROBE_MODULES: tuple[str, ...] = (
     "system.cpu",
     "system.procs",
     "system.fds",
+    "system.memgrowth",
     "system.kernel",
     "system.net",
     "system.clock",
