@@ -247,6 +247,33 @@ def test_unresolvable_name(tmp_path: Path) -> None:
     assert "does not resolve" in ev.samples[0] and "DNS symptom" in ev.samples[0]
 
 
+def test_a_name_that_no_longer_exists_beside_one_that_answers_is_gone(tmp_path: Path) -> None:
+    try:
+        socket.getaddrinfo("cache-2.invalid", 11211)
+        pytest.skip("this host's resolver answers for .invalid names")
+    except socket.gaierror as exc:
+        if exc.errno != socket.EAI_NONAME:
+            pytest.skip(f"this host's resolver gives no NXDOMAIN answer ({exc.strerror})")
+    with socket.socket() as lst:
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(4)
+        env = tmp_path / "app.env"
+        env.write_text(f"CACHE_URL=memcached://cache-2.invalid:11211\nDB_URL=postgres://localhost:{lst.getsockname()[1]}/app\n")
+        status, f, reason = run_drift({"paths": [str(env)], "resolve_timeout": 2.0})
+        assert status == "ok", reason
+        gone = f["config.endpoint_gone"]
+        assert gone.state is State.PRESENT, gone.evidence
+        assert "no longer exist" in gone.evidence[0].summary and "cache-2.invalid" in gone.evidence[0].samples[0]
+        # every address answering: nothing is gone
+        env.write_text(f"DB_URL=postgres://localhost:{lst.getsockname()[1]}/app\n")
+        status, f, reason = run_drift({"paths": [str(env)]})
+        assert f["config.endpoint_gone"].state is State.ABSENT
+    # refused: it exists and is down, or it is gone; the probe cannot tell, so it says nothing
+    env.write_text(f"DB_URL=postgres://127.0.0.1:{closed_port()}/app\n")
+    status, f, reason = run_drift({"paths": [str(env)]})
+    assert "config.endpoint_gone" not in f
+
+
 def test_unready_backend(tmp_path: Path, servers: Servers) -> None:
     healthy = [servers.http(200), servers.http(200)]
     fresh = servers.http(500)  # the backend just added: answers 500 while its peers answer 200

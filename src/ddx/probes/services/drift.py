@@ -12,6 +12,12 @@ to; a connection is closed as soon as it is made (nothing is sent). A name
 that does not resolve is also a DNS symptom: the evidence says so (the dns
 probe judges DNS itself).
 
+**Gone** (``config.endpoint_gone``): of those, a name the resolver says does not
+exist (NXDOMAIN, not a resolver that did not answer) while other names resolve: the
+node was removed or renamed and the configuration still names it. A refused or
+timed-out address cannot tell a node that is gone from a dependency that is down,
+so it leaves this unknown; every address answering makes it absent.
+
 **Unready backends** (``change.backend_added_recently``,
 ``http.errors_single_backend``) live here too, because they need the same
 parsed nginx ``upstream`` blocks. For each upstream that nginx proxies over
@@ -65,6 +71,7 @@ __all__ = [
 
 FINDINGS = (
     "config.references_unreachable_endpoint",
+    "config.endpoint_gone",
     "change.backend_added_recently",
     "http.errors_single_backend",
 )
@@ -97,6 +104,7 @@ class Check:
     error: str = ""  # "connection refused", "timed out after 1.0s", "does not resolve: ..."
     status: int | None = None  # HTTP status when an HTTP request was made
     ip: str = ""
+    no_such_name: bool = False  # the resolver answered that the name does not exist (not a timeout)
 
 
 # --- network: the only two functions that touch a socket ------------------------------
@@ -122,12 +130,18 @@ def _resolve(host: str, port: int, timeout: float) -> list[tuple[Any, ...]]:
     return list(box["v"])
 
 
+# getaddrinfo's "the name does not exist" answers (NXDOMAIN, or a name without addresses), as
+# opposed to EAI_AGAIN ("Temporary failure in name resolution": the resolver did not answer).
+_NO_SUCH_NAME = {e for e in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None)) if e is not None}
+
+
 def _connect(host: str, port: int, resolve_timeout: float, timeout: float) -> tuple[socket.socket | None, Check]:
     try:
         infos = _resolve(host, port, resolve_timeout)
     except (OSError, TimeoutError) as exc:
         reason = exc.strerror if isinstance(exc, socket.gaierror) and exc.strerror else str(exc)
-        return None, Check(False, f"does not resolve ({reason})")
+        gone = isinstance(exc, socket.gaierror) and exc.errno in _NO_SUCH_NAME
+        return None, Check(False, f"does not resolve ({reason})", no_such_name=gone)
     last = "no address"
     for family, stype, proto, _, addr in infos[:4]:
         s = socket.socket(family, stype, proto)
@@ -357,6 +371,9 @@ def drift(ctx: ProbeContext) -> list[Finding]:
     timed_out = [a for a in addrs if checks[("tcp", a)].error.startswith("timed out")]
     busy = _listening_here(ctx.host, {a: checks[("tcp", a)] for a in timed_out}) if timed_out else {}
     out = [_drift_finding(ctx, files, by_addr, addrs, checks, skipped, busy)]
+    gone = _gone_finding(ctx, by_addr, addrs, checks, busy)
+    if gone is not None:
+        out.append(gone)
     if pools and backends:
         out.extend(_backend_findings(ctx, files, pools, checks, health))
     return out
@@ -438,6 +455,36 @@ def _drift_finding(
         count=len(dead),
     )
     return ctx.finding("config.references_unreachable_endpoint", bool(dead), ev)
+
+
+def _gone_finding(
+    ctx: ProbeContext,
+    by_addr: dict[tuple[str, int], list[Endpoint]],
+    addrs: list[tuple[str, int]],
+    checks: dict[tuple[str, tuple[str, int]], Check],
+    busy: dict[tuple[str, int], str],
+) -> Finding | None:
+    """``config.endpoint_gone``: a name the configuration uses no longer exists (the
+    resolver says so, while other names resolve: DNS itself works), as opposed to an
+    address that exists and refuses (a dependency that is down). Absent when every
+    address answers; unknown when some fail in a way that cannot tell the two apart
+    (refused, timed out, no resolver answer)."""
+    results = [(a, checks[("tcp", a)]) for a in addrs if a not in busy]
+    gone = [(a, c) for a, c in results if c.no_such_name]
+    resolved = [a for a, c in results if not c.error.startswith("does not resolve")]
+    if gone and resolved:
+        rows = [f"{by_addr[a][0].address}: {c.error} <- {_places(by_addr[a])}" for a, c in gone]
+        return ctx.finding("config.endpoint_gone", True, Evidence(
+            "configuration",
+            f"{len(gone)} name(s) in the configuration no longer exist while {len(resolved)} other(s) resolve; "
+            f"first: {rows[0]}",
+            value=len(gone), threshold=1, unit="addresses", samples=tuple(rows[:MAX_SAMPLES]), count=len(gone),
+        ))
+    if results and all(c.ok for _, c in results):
+        return ctx.finding("config.endpoint_gone", False, Evidence(
+            "configuration", f"every one of the {len(results)} address(es) named in the configuration answers",
+        ))
+    return None
 
 
 def _backend_findings(
