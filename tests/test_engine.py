@@ -9,7 +9,12 @@ from hypothesis import strategies as st
 
 from ddx.engine.checks import rank_checks
 from ddx.engine.diagnosis import diagnose
-from ddx.engine.inference import posterior, weights
+from ddx.engine.inference import (
+    implied_by_present,
+    posterior,
+    unlisted_likelihood,
+    weights,
+)
 from ddx.kb.loader import load_kb
 from ddx.kb.model import Check, Condition, FindingDef, KnowledgeBase, Outcome
 from ddx.model import Finding, State
@@ -42,11 +47,12 @@ def test_unknown_findings_change_nothing(obs, extra):
 @settings(max_examples=300, deadline=None)
 @given(OBS, st.sampled_from(sorted(KB.conditions)), st.sampled_from(FIDS))
 def test_a_predicted_finding_raises_the_odds_against_unlisted(obs, cid, fid):
-    """A present finding that C predicts more often than its leak raises C's odds against
-    "a cause not in the knowledge base" (the weight-of-evidence property), and never lowers
-    C's probability when no rival predicts the finding more strongly."""
+    """A present finding that C predicts more often than a cause not in the knowledge base
+    would (the conditions' average) raises C's odds against it (the weight-of-evidence
+    property), and never lowers C's probability when no rival predicts the finding more
+    strongly."""
     p = KB.likelihood(cid, fid)
-    leak = KB.findings[fid].fp_rate
+    leak = unlisted_likelihood(KB, fid)
     base = {k: v for k, v in obs.items() if k != fid}
     before, after = posterior(KB, base), posterior(KB, {**base, fid: State.PRESENT})
     odds_before = before.probs[cid] / before.unlisted
@@ -63,14 +69,35 @@ def test_a_predicted_finding_raises_the_odds_against_unlisted(obs, cid, fid):
 @settings(max_examples=100, deadline=None)
 @given(OBS)
 def test_explanations_match_the_posterior(obs):
-    """The weights shown for C add up to C's log odds against the unlisted hypothesis."""
+    """The weights shown for C add up to C's log likelihood ratio against a cause that lists
+    none of the findings (every finding at its leak), and C's posterior odds against any
+    rival move by the difference of their sums."""
     post = posterior(KB, obs)
+    implied = implied_by_present(KB, obs)
+    known = [(f, s) for f, s in obs.items() if s is not State.UNKNOWN and f not in implied]
+
+    def loglik(cid: str) -> float:
+        total = 0.0
+        for f, s in known:
+            p = KB.likelihood(cid, f)
+            total += math.log10(p if s is State.PRESENT else 1 - p)
+        return total
+
+    def leaklik() -> float:
+        total = 0.0
+        for f, s in known:
+            p = KB.findings[f].fp_rate
+            total += math.log10(p if s is State.PRESENT else 1 - p)
+        return total
+
+    sums = {}
     for cid in ("disk-full", "hardware-fault", "connection-limit"):
         ws = weights(KB, cid, obs)
-        total_db = sum(w.decibans for w in ws)
-        prior_ratio = (KB.conditions[cid].prior * (1 - KB.unlisted_prior) / sum(c.prior for c in KB.conditions.values())) / KB.unlisted_prior
-        expected_db = 10 * math.log10(post.probs[cid] / post.unlisted / prior_ratio)
-        assert math.isclose(total_db, expected_db, abs_tol=0.05 * max(1, len(ws)))
+        sums[cid] = sum(w.decibans for w in ws)
+        assert math.isclose(sums[cid], 10 * (loglik(cid) - leaklik()) / KB.temperature, abs_tol=0.05 * max(1, len(ws)))
+    a, b = "disk-full", "hardware-fault"
+    odds = 10 * math.log10(post.probs[a] / post.probs[b] / (KB.conditions[a].prior / KB.conditions[b].prior))
+    assert math.isclose(sums[a] - sums[b], odds, abs_tol=0.1 * max(1, len(known)))
 
 
 STRENGTHS = st.dictionaries(st.sampled_from(FIDS), st.floats(0.5, 1.0), max_size=25)
@@ -81,11 +108,11 @@ STRENGTHS = st.dictionaries(st.sampled_from(FIDS), st.floats(0.5, 1.0), max_size
 def test_soft_findings_keep_a_distribution_and_weights_add_up(obs, strengths):
     post = posterior(KB, obs, strengths)
     assert math.isclose(sum(post.probs.values()) + post.unlisted, 1.0, rel_tol=1e-9)
-    cid = "disk-full"
-    total_db = sum(w.decibans for w in weights(KB, cid, obs, strengths))
-    prior_ratio = (KB.conditions[cid].prior * (1 - KB.unlisted_prior) / sum(c.prior for c in KB.conditions.values())) / KB.unlisted_prior
-    expected_db = 10 * math.log10(post.probs[cid] / post.unlisted / prior_ratio)
-    assert math.isclose(total_db, expected_db, abs_tol=0.05 * max(1, len(obs)))
+    # the difference of two conditions' weights is how far the evidence moved their odds
+    a, b = "disk-full", "hardware-fault"
+    diff = sum(w.decibans for w in weights(KB, a, obs, strengths)) - sum(w.decibans for w in weights(KB, b, obs, strengths))
+    expected_db = 10 * math.log10(post.probs[a] / post.probs[b] / (KB.conditions[a].prior / KB.conditions[b].prior))
+    assert math.isclose(diff, expected_db, abs_tol=0.1 * max(1, len(obs)))
 
 
 @settings(max_examples=200, deadline=None)
@@ -128,6 +155,25 @@ def test_unmatched_evidence_leaves_a_large_unlisted_share():
     obs = {"http.5xx_rate_high": State.PRESENT, "http.latency_high": State.PRESENT, "logs.error_burst": State.PRESENT}
     post = posterior(KB, obs)
     assert max(post.probs.values()) < 0.5
+
+
+def test_evidence_that_no_single_condition_explains_raises_the_unlisted_share():
+    """Three symptoms, each the mark of a different condition: no condition explains them
+    together, so a cause outside the knowledge base gains; one condition's three marks
+    make that condition the answer."""
+    fids = ("s.a1", "s.a2", "s.a3", "s.b1", "s.c1")
+    findings = {f: FindingDef(f, f, 0.03) for f in fids}
+    conds = {
+        "a": Condition("a", "A", "a", 0.3, {"s.a1": 0.8, "s.a2": 0.8, "s.a3": 0.8}, ()),
+        "b": Condition("b", "B", "b", 0.3, {"s.b1": 0.8}, ()),
+        "c": Condition("c", "C", "c", 0.3, {"s.c1": 0.8}, ()),
+    }
+    kb = KnowledgeBase(findings, conds, {}, unlisted_prior=0.1)
+    fits = posterior(kb, {f: State.PRESENT for f in ("s.a1", "s.a2", "s.a3")})
+    scattered = posterior(kb, {f: State.PRESENT for f in ("s.a1", "s.b1", "s.c1")})
+    assert fits.ranked()[0] == ("a", fits.probs["a"]) and fits.probs["a"] > 0.9
+    assert scattered.unlisted > 0.5 > fits.unlisted * 10
+    assert scattered.unlisted > max(scattered.probs.values())
 
 
 def test_diagnosis_is_deterministic():

@@ -7,16 +7,23 @@ condition C and a finding f:
 
 - ``P(f present | C)`` is C's listed likelihood, or f's leak (``fp_rate``) when
   C does not list f;
-- ``P(f present | unlisted)`` is f's leak.
+- ``P(f present | unlisted)`` is the prior-weighted mean of ``P(f present | C)``
+  over the conditions: a cause the knowledge base does not know looks like an
+  incident of some cause, with the symptoms incidents have, not like a cause
+  that shows nothing.
 
-So a finding a condition does not list is neutral between that condition and
-the unlisted hypothesis, and the unlisted share stays large when nothing
-matches: a case with no matching evidence gets no confident answer.
+So evidence that one condition explains raises that condition far above the
+unlisted hypothesis (its likelihoods beat an average), while evidence that no
+single condition explains (a symptom of one, another of a second, a third of a
+third) leaves each condition with leaks for most of it and the unlisted
+hypothesis with averages: its share rises when nothing fits well. A finding no
+condition lists weighs the same for all.
 
 Explanations. The weight of a finding for C is its log-likelihood ratio
-against the unlisted hypothesis, in decibans (10·log10): ``P(f|C)/leak(f)``
-when present, ``(1-P(f|C))/(1-leak(f))`` when absent. Positive weights argue
-for C, negative against; unknown findings weigh nothing.
+against a cause that does not list it, in decibans (10·log10):
+``P(f|C)/leak(f)`` when present, ``(1-P(f|C))/(1-leak(f))`` when absent.
+Positive weights argue for C, negative against; unknown findings weigh
+nothing.
 
 Temperature. Each finding's log-likelihood is divided by the knowledge base's
 ``temperature`` (1 by default; fitted on the incident corpus): findings that
@@ -37,8 +44,8 @@ the ranking less than a plain one.
 Invariants (tested with hypothesis): unknown findings change nothing, nor do
 findings of strength 0.5;
 probabilities lie in [0, 1] and sum with the unlisted share to 1; a present
-finding that C predicts more often than its leak raises C's odds against the
-unlisted hypothesis and never lowers C's probability unless a rival predicts
+finding that C predicts more often than the conditions' average raises C's odds
+against the unlisted hypothesis and never lowers C's probability unless a rival predicts
 the finding more strongly still (the rival then explains it better, which is
 what a normalised differential must do).
 """
@@ -52,7 +59,16 @@ from dataclasses import dataclass
 from ddx.kb.model import KnowledgeBase
 from ddx.model import State
 
-__all__ = ["UNLISTED", "Posterior", "Weight", "implied_by_present", "likelihood_row", "posterior", "weights"]
+__all__ = [
+    "UNLISTED",
+    "Posterior",
+    "Weight",
+    "implied_by_present",
+    "likelihood_row",
+    "posterior",
+    "unlisted_likelihood",
+    "weights",
+]
 
 UNLISTED = "(unlisted)"
 DB = 10.0 / math.log(10.0)  # natural log to decibans
@@ -81,9 +97,21 @@ class Posterior:
 
 
 def likelihood_row(kb: KnowledgeBase, finding: str, order: list[str]) -> list[float]:
-    """P(finding present | h) for every condition in ``order``, then the unlisted hypothesis."""
+    """P(finding present | h) for every condition in ``order``, then the unlisted
+    hypothesis (the prior-weighted mean over all the knowledge base's conditions)."""
     leak = kb.findings[finding].fp_rate
-    return [kb.conditions[c].likelihoods.get(finding, leak) for c in order] + [leak]
+    row = [kb.conditions[c].likelihoods.get(finding, leak) for c in order]
+    return row + [unlisted_likelihood(kb, finding)]
+
+
+def unlisted_likelihood(kb: KnowledgeBase, finding: str) -> float:
+    """P(finding present | a cause not in the knowledge base): the prior-weighted
+    mean of P(finding present | C) over the conditions."""
+    leak = kb.findings[finding].fp_rate
+    total = sum(c.prior for c in kb.conditions.values())
+    if not total:
+        return leak
+    return sum(c.prior * c.likelihoods.get(finding, leak) for c in kb.conditions.values()) / total
 
 
 def _log_state(p: float, state: State, strength: float = 1.0) -> float:

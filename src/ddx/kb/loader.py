@@ -26,6 +26,7 @@ __all__ = ["DATA_DIR", "load_kb", "lint_paths"]
 DATA_DIR = Path(__file__).parent / "data"
 MIN_UNLISTED = 0.10  # never less than this share for "a cause not in the knowledge base"
 LEARNED_FILE = "learned.yaml"  # likelihoods fitted on the incident corpus (bench/kb/fit.py --write)
+CALIBRATION_FILE = "calibration.yaml"  # the engine's temperature fitted on the incident corpus
 
 CONDITION_KEYS = {"id", "name", "summary", "prior", "evidence", "checks", "remedies", "references"}
 CONDITION_REQUIRED = ("id", "name", "summary", "prior", "evidence", "checks")
@@ -352,6 +353,20 @@ def _condition_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.yaml") if p.name != "findings.yaml")
 
 
+def _temperature(path: Path) -> float:
+    """The fitted temperature of ``calibration.yaml`` (1 when the file is missing)."""
+    if not path.exists():
+        return 1.0
+    try:
+        data = load_yaml(read_limited(path))
+    except (LoadError, OSError) as exc:
+        raise KBError([f"{path}: {getattr(exc, 'reason', exc)}"]) from None
+    value = data.get("temperature") if isinstance(data, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.1 <= float(value) <= 10.0:
+        raise KBError([f"{path}: temperature: a number from 0.1 to 10 is required, not {value!r}"])
+    return float(value)
+
+
 def load_kb(extra: Sequence[str | os.PathLike[str]] = (), *, strict: bool = False,
             learned: bool = True) -> KnowledgeBase:
     """Load the bundled knowledge base plus the user folders in ``extra``.
@@ -359,7 +374,8 @@ def load_kb(extra: Sequence[str | os.PathLike[str]] = (), *, strict: bool = Fals
     ``strict`` also detects duplicate YAML keys (slower; ``ddx kb lint`` and the
     test suite use it). User folders are always loaded strictly. ``learned``:
     apply the likelihoods and temperature fitted on the incident corpus
-    (``data/learned.yaml``, when it exists; ``ddx.kb.learned``).
+    (``data/learned.yaml``, when it exists; ``ddx.kb.learned``). The engine's
+    temperature comes from ``data/calibration.yaml`` (fitted by bench/kb/fit.py).
     """
     problems: list[str] = []
     findings = _parse_findings(DATA_DIR / "findings.yaml", problems, strict=strict)
@@ -416,7 +432,7 @@ def load_kb(extra: Sequence[str | os.PathLike[str]] = (), *, strict: bool = Fals
     total = sum(c.prior for c in conditions.values())
     unlisted = max(MIN_UNLISTED, 1.0 - total)
     kb = KnowledgeBase(findings=findings, conditions=conditions, checks=checks, unlisted_prior=unlisted,
-                       sources=tuple(str(f) for f, _ in folders))
+                       sources=tuple(str(f) for f, _ in folders), temperature=_temperature(DATA_DIR / CALIBRATION_FILE))
     fitted = DATA_DIR / LEARNED_FILE
     if learned and fitted.exists():
         from ddx.kb.learned import apply_learned, learned_from_dict
