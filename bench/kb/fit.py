@@ -45,7 +45,7 @@ from ddx.model import State  # noqa: E402
 from ddx.safeload import load_yaml, read_limited  # noqa: E402
 
 GRID = ((4.0, 2.0), (8.0, 4.0), (16.0, 8.0))  # (n_listed, n_unlisted) pseudo-counts tried
-TEMPERATURES = tuple(round(0.8 + 0.1 * i, 2) for i in range(23))  # 0.8 .. 3.0
+TEMPERATURES = tuple(round(0.4 + 0.05 * i, 2) for i in range(33))  # 0.4 .. 2.0
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,14 @@ def score(results: Sequence[dict[str, float]], incidents: Sequence[Incident]) ->
 
 
 def run(kb: KnowledgeBase, incidents: Sequence[Incident]) -> dict[str, Any]:
-    hand = [_probs(kb, x) for x in incidents]
+    hand = [_probs(replace(kb, temperature=1.0), x) for x in incidents]
     report: dict[str, Any] = {"cases": len(incidents), "hand": score(hand, incidents), "grid": []}
+    # The hand-set likelihoods with only the temperature fitted: one number, by nested leave-one-out.
+    by_t = {t: at_temperature([kb] * len(incidents), incidents, t) for t in TEMPERATURES}
+    losses = {t: [_loss(r, x) for r, x in zip(rs, incidents)] for t, rs in by_t.items()}
+    nested = [by_t[best_temperature(losses, skip=i)][i] for i in range(len(incidents))]
+    report["hand_temperature"] = {"loo_temperature": score(nested, incidents),
+                                  "temperature_all": best_temperature(losses)}
     best: dict[str, Any] | None = None
     for n_listed, n_unlisted in GRID:
         kbs = loo_kbs(kb, incidents, n_listed, n_unlisted)
@@ -156,7 +162,10 @@ def render(rep: dict[str, Any]) -> str:
                 f"top-3 {s['top3'] / s['in_kb']:.0%}  median P(true) {s['median_p_true']:.2f}  "
                 f"log loss {s['log_loss']:.3f}  Brier {s['brier']:.3f}  "
                 f"unlisted share outside/inside {s['unlisted_outside_median']:.2f}/{s['unlisted_inside_median']:.2f}")
-    out = [f"{rep['cases']} cases", line("hand-set (never fitted to these cases)", rep["hand"])]
+    ht = rep["hand_temperature"]
+    out = [f"{rep['cases']} cases", line("hand-set (never fitted to these cases), T=1", rep["hand"]),
+           line("hand-set, nested leave-one-out temperature", ht["loo_temperature"])
+           + f"  (T on all: {ht['temperature_all']:g})"]
     for g in rep["grid"]:
         out.append(line(f"leave-one-out, pseudo-counts {g['n_listed']:g}/{g['n_unlisted']:g}, T=1", g["loo"]))
         out.append(line("  ... and nested leave-one-out temperature", g["loo_temperature"])

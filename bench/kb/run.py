@@ -4,6 +4,7 @@ ranks first and in the top three, per condition, which conditions it is taken fo
 "a cause not in the knowledge base" gets when the cause is not in it, and the calibration.
 
     .venv/bin/python bench/kb/run.py [--cases DIR] [--kb DIR ...] [--json]
+    .venv/bin/python bench/kb/run.py --cases bench/kb/heldout    # the held-out incidents
 
 Every case is diagnosed from its own present/absent findings, as `ddx diagnose --case` does.
 The corpus was written by people who saw only the finding and condition vocabularies, never
@@ -95,6 +96,37 @@ def summary(results: list[Result]) -> dict[str, Any]:
     }
 
 
+def condition_removed(kb: KnowledgeBase, paths: list[Path], results: list[Result]) -> dict[str, Any]:
+    """Each in-KB case diagnosed again by the knowledge base without its true cause: a cause
+    not in the knowledge base, by construction, with evidence written for it. How much does
+    "a cause not in the knowledge base" get then, against when the cause is in?"""
+    from dataclasses import replace
+
+    from ddx.engine.inference import posterior
+    from ddx.model import State
+
+    before = {r.name: r.unlisted for r in results if r.in_kb}
+    rows = []
+    for p in paths:
+        truth = load_yaml(read_limited(p)).get("truth") or {}
+        cause = str(truth.get("cause", ""))
+        if not truth.get("in_kb") or cause not in kb.conditions:
+            continue
+        without = replace(kb, conditions={k: v for k, v in kb.conditions.items() if k != cause})
+        case = load_case(str(p), kb.findings)
+        post = posterior(without, {f.id: f.state for f in case.findings if f.state is not State.UNKNOWN})
+        top, p_top = post.ranked()[0]
+        rows.append({"case": p.name, "cause": cause, "unlisted": post.unlisted, "with_cause": before[p.name],
+                     "top": top, "p_top": p_top})
+    return {
+        "runs": len(rows),
+        "unlisted_median": _median([r["unlisted"] for r in rows]),
+        "unlisted_with_cause_median": _median([r["with_cause"] for r in rows]),
+        "rose": sum(r["unlisted"] > r["with_cause"] for r in rows),
+        "unlisted_first": sum(r["unlisted"] > r["p_top"] for r in rows),
+    }
+
+
 def _median(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
@@ -119,6 +151,12 @@ def render(s: dict[str, Any]) -> str:
     if s["unlisted_outside_median"] is not None and s["unlisted_in_kb_median"] is not None:
         lines.append(f"  median share: {s['unlisted_outside_median']:.3f} when the cause is outside, "
                      f"{s['unlisted_in_kb_median']:.3f} when it is inside")
+    rm = s.get("condition_removed")
+    if rm and rm["runs"]:
+        lines += ["", f"each case again with its cause taken out of the knowledge base ({rm['runs']} runs): the share "
+                      f"for 'a cause not in the knowledge base' rose in {rm['rose']}, median "
+                      f"{rm['unlisted_with_cause_median']:.3f} -> {rm['unlisted_median']:.3f}; it ranks above every "
+                      f"condition in {rm['unlisted_first']}"]
     lines += ["", s["calibration"]]
     return "\n".join(lines)
 
@@ -134,11 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/kb: no case files in {args.cases}", file=sys.stderr)
         return 2
     try:
-        results = evaluate(load_kb(args.kb), paths)
+        kb = load_kb(args.kb)
+        results = evaluate(kb, paths)
+        removed = condition_removed(kb, paths, results)
     except CaseError as exc:
         print(f"bench/kb: {exc}", file=sys.stderr)
         return 2
     s = summary(results)
+    s["condition_removed"] = removed
     print(json.dumps(s, indent=1) if args.json else render(s))
     return 0
 
