@@ -179,12 +179,20 @@ def render(rep: dict[str, Any]) -> str:
     out += ["", "confusions (true cause -> ranked first), leave-one-out:"]
     out += [f"  {a} -> {b} x{n}" for (a, b), n in s["confusions"]]
     out += ["", s["calibration"]]
+    if "heldout" in rep:
+        h = rep["heldout"]
+        out += ["", f"held-out incidents ({h['cases']}, never fitted to, scored by what was fitted on the corpus):",
+                line("hand-set, T=1", h["hand"]),
+                line(f"hand-set, T={ht['temperature_all']:g}", h["hand_temperature"]),
+                line(f"learned {ch['n_listed']:g}/{ch['n_unlisted']:g}, T={ch['temperature_all']:g}", h["learned"])]
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=Path, default=HERE / "cases")
+    ap.add_argument("--heldout", type=Path, default=HERE / "heldout",
+                    help="cases never fitted to: the knowledge bases fitted on --cases are scored on them")
     ap.add_argument("--write", type=Path, metavar="PATH", help="write the fit on the whole corpus here")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -194,6 +202,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/kb/fit: no case files in {args.cases}", file=sys.stderr)
         return 2
     rep = run(kb, incidents)
+    held = load_incidents(args.heldout, kb) if args.heldout.is_dir() else []
+    if held:
+        ch, ht = rep["chosen"], rep["hand_temperature"]["temperature_all"]
+        learned_kb = apply_learned(kb, fit(kb, [(x.cause, x.observed) for x in incidents], n_listed=ch["n_listed"],
+                                           n_unlisted=ch["n_unlisted"], temperature=ch["temperature_all"]))
+        rep["heldout"] = {
+            "cases": len(held),
+            "hand": score([_probs(replace(kb, temperature=1.0), x) for x in held], held),
+            "hand_temperature": score([_probs(replace(kb, temperature=ht), x) for x in held], held),
+            "learned": score([_probs(learned_kb, x) for x in held], held),
+        }
     if args.write:
         ch = rep["chosen"]
         learned = fit(kb, [(x.cause, x.observed) for x in incidents], n_listed=ch["n_listed"],
