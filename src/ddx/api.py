@@ -90,8 +90,12 @@ def diagnose_host(
     observations: Sequence[Finding] = (),
     kb_dirs: Sequence[str] = (),
     checks: int = 3,
+    save_bundle: str | None = None,
 ) -> Report:
-    """Probe this host (read-only, time-boxed), or replay ``bundle``, and diagnose it."""
+    """Probe this host (read-only, time-boxed), or replay ``bundle``, and diagnose it.
+    ``save_bundle``: also save what the probes read into an evidence bundle at that
+    path (live hosts only); ``meta["bundle"]`` is the path written, or the reason
+    it could not be (``meta["bundle_error"]``)."""
     from ddx.config import load_config, with_targets
     from ddx.engine.facts import facts_from
     from ddx.probes.runner import run_probes
@@ -99,14 +103,20 @@ def diagnose_host(
     kb = load_knowledge(kb_dirs)
     cfg = with_targets(load_config(config), list(targets))
     if bundle is None:
-        from ddx.host import LiveHost
+        from ddx.host import LiveHost, RecordingHost
 
-        host: Any = LiveHost()
+        host: Any = RecordingHost(LiveHost()) if save_bundle else LiveHost()
     else:
         from ddx.host import BundleHost
 
         host = BundleHost(bundle)
     col = run_probes(host, cfg, only=only, window=window, timeout=timeout, budget=budget)
+    saved: dict[str, str] = {}
+    if save_bundle and bundle is None:
+        try:
+            saved["bundle"] = host.save(save_bundle, col, extra={"config": cfg.path})
+        except OSError as exc:  # a full disk must not cost the diagnosis
+            saved["bundle_error"] = f"cannot write bundle {save_bundle}: {exc.strerror or exc}"
     evidence = [f for f in col.findings if f.id in kb.findings]
     probes = [r.to_dict() for r in col.results]
     seconds = round(col.seconds, 3)
@@ -123,6 +133,7 @@ def diagnose_host(
         "host": col.host,
         "probes": probes,
         "collection_seconds": seconds,
+        **saved,
     }
     d, findings, onset = _judge(kb, evidence, observations, host.time(), meta, checks,
                                 facts_from(col.inventory, evidence), col.inventory)

@@ -62,6 +62,9 @@ _DURATION_UNITS = (("_ms", 0.001), ("_s", 1.0), ("_seconds", 1.0), ("_minutes", 
                    ("_days", 86400.0))
 
 SEARCH_PATHS = ("./ddx.toml", "/etc/ddx/ddx.toml")
+# Tables of the daemon and the web server, validated by ddx.watch.settings when they start.
+SERVICE_TABLES = ("watch", "serve", "notify", "alertmanager")
+TABLES = ("ddx", "probe", "inventory", *SERVICE_TABLES)
 
 _DDX_KEYS: dict[str, str] = {
     "timeout": "seconds each probe may take; `[probe.NAME] timeout` overrides it for one probe, `--probe-timeout` overrides both",
@@ -83,6 +86,9 @@ class Config:
     disable: tuple[str, ...] = ()
     probes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
     inventory: Mapping[str, Any] = field(default_factory=dict, hash=False)  # the [inventory] table, validated
+    # [watch], [serve], [notify.*], [alertmanager] as written: their own modules validate them
+    # (ddx.watch.settings), so that `ddx diagnose` does not import what only the daemon needs.
+    service: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 def find_config(path: str | None) -> str | None:
@@ -220,8 +226,10 @@ def load_config(path: str | None) -> Config:
     load_probes()
     known_probes = sorted(registry)
     for table in data:
-        if table not in ("ddx", "probe", "inventory"):
-            raise ConfigError(f"{file}: unknown table [{_cut(table)}]{_suggest(table, ['ddx', 'probe', 'inventory'])}")
+        if table not in TABLES:
+            raise ConfigError(f"{file}: unknown table [{_cut(table)}]{_suggest(table, list(TABLES))}")
+        if table in SERVICE_TABLES and not isinstance(data[table], dict):
+            raise ConfigError(f"{file}: '{table}' must be a table [{table}]")
 
     top = data.get("ddx", {})
     if not isinstance(top, dict):
@@ -270,7 +278,8 @@ def load_config(path: str | None) -> Config:
             out[key] = conv
         probes[name] = out
     inventory = _inventory_table(file, data.get("inventory", {}))
-    return Config(file, timeout, budget, window, tuple(disable_raw), probes, inventory)
+    service = {t: data[t] for t in SERVICE_TABLES if t in data}
+    return Config(file, timeout, budget, window, tuple(disable_raw), probes, inventory, service)
 
 
 def _shown(value: Any) -> str:
@@ -439,7 +448,7 @@ Where ddx looks, first match wins: `--config FILE`, `$DDX_CONFIG`,
 must exist. An invalid file stops ddx with one error naming the file, the table
 and the key (with the closest known key when it looks mistyped), exit code 2.
 
-Rules: tables are `[ddx]`, `[inventory]` and `[probe.NAME]`, nothing else. A `[probe.NAME]`
+Rules: tables are `[ddx]`, `[inventory]`, `[probe.NAME]` and, for `ddx watch` and `ddx serve`, `[watch]`, `[serve]`, `[notify.*]` and `[alertmanager]` (docs/watch.md), nothing else. A `[probe.NAME]`
 table may set that probe's options below and `timeout`. A value must have the
 type of its default; an integer is accepted where the default is a number with
 a fraction, and a list of tables where the default is a list. Numbers are finite

@@ -1,0 +1,1 @@
+"""Watching one host: sampling, baselines, symptoms, incidents, notifications, the store."""
