@@ -1,0 +1,1 @@
+"""``ddx serve``: the incidents over HTTP, diagnosis on request, and Alertmanager's webhook."""
