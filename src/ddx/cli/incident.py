@@ -29,21 +29,25 @@ def register(sub: Any) -> None:
     p = add_command(sub, "incident", help="incidents recorded by ddx watch and ddx serve",
                     description=DESCRIPTION, examples=EXAMPLES, func=_missing)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
-    ls = actions.add_parser("list", help="incidents, newest first")
+    ls = add_command(actions, "list", help="incidents, newest first", description="Incidents, newest first.",
+                     examples="  ddx incident list\n  ddx incident list --status open --host web-1 --json\n",
+                     func=cmd_list)
     _common(ls)
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.add_argument("--status", choices=("open", "resolved"))
     ls.add_argument("--host")
     ls.add_argument("--cause", help="leading cause id")
     ls.add_argument("--limit", type=int, default=50)
-    ls.set_defaults(func=cmd_list)
-    show = actions.add_parser("show", help="one incident")
+    show = add_command(actions, "show", help="one incident", description="One incident: its differential, next "
+                       "check and timeline; everything as JSON; or a postmortem draft in Markdown.",
+                       examples="  ddx incident show 20261206-093012-a1b2\n"
+                                "  ddx incident show 20261206-093012-a1b2 --markdown > postmortem.md\n",
+                       func=cmd_show)
     _common(show)
     show.add_argument("id")
     fmt = show.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="everything recorded, as JSON")
     fmt.add_argument("--markdown", action="store_true", help="a postmortem draft in Markdown")
-    show.set_defaults(func=cmd_show)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
