@@ -74,6 +74,7 @@ from ddx.web.alertmanager import (
     parse_webhook,
     shown,
 )
+from ddx.web.session import COOKIE, Sessions, same_origin
 from ddx.web.settings import MAX_TARGETS, ServeSettings
 
 __all__ = [
@@ -109,33 +110,62 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
 
 
 class BearerAuth:
-    """ASGI middleware: every HTTP request but those to ``open_paths`` must carry
-    ``Authorization: Bearer <token>``; 401 otherwise (unknown paths too, so that
-    the routes are not shown to whoever has no token)."""
+    """ASGI middleware: every HTTP request but those to ``open_paths`` (and under
+    ``/static/``) must carry ``Authorization: Bearer <token>`` or a session cookie
+    (``ddx.web.session``); 401 otherwise (unknown paths too, so that the routes are
+    not shown to whoever has no token). A page asked for without either gets the
+    sign-in form, still with 401. A POST made with the cookie must come from a page
+    of this server (403 otherwise)."""
 
-    def __init__(self, app: ASGIApp, token: str, open_paths: tuple[str, ...] = ("/healthz",)) -> None:
+    def __init__(self, app: ASGIApp, token: str, open_paths: tuple[str, ...] = ("/healthz", "/login"),
+                 sessions: Sessions | None = None) -> None:
         if not token:
             raise ValueError("ddx serve needs a token")
         self.app = app
         self.token = token.encode("utf-8")
         self.open_paths = open_paths
+        self.sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in self.open_paths:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in self.open_paths or path.startswith("/static/"):
             await self.app(scope, receive, send)
             return
-        value = Headers(scope=scope).get("authorization", "")
+        headers = Headers(scope=scope)
+        value = headers.get("authorization", "")
         scheme, _, given = value.strip().partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
+        if scheme.lower() == "bearer" and given.strip():
+            if hmac.compare_digest(given.strip().encode("latin-1", "replace"), self.token):
+                await self.app(scope, receive, send)
+                return
+            response: Response = _error(401, "unauthorized: the token is not valid",
+                                        {"WWW-Authenticate": 'Bearer realm="ddx", error="invalid_token"'})
+        elif self.sessions is not None and self.sessions.valid(_cookie(headers, COOKIE)):
+            if scope.get("method", "GET") not in ("GET", "HEAD") and not same_origin(headers, headers.get("host", "")):
+                response = _error(403, "forbidden: a signed-in browser may post only from ddx's own pages")
+            else:
+                await self.app(scope, receive, send)
+                return
+        elif not path.startswith("/api/") and self.sessions is not None:
+            from ddx.web.pages import login_page
+
+            response = login_page(path, status=401)
+        else:
             response = _error(401, "unauthorized: send the API token as 'Authorization: Bearer TOKEN'",
                               {"WWW-Authenticate": 'Bearer realm="ddx"'})
-        elif not hmac.compare_digest(given.strip().encode("latin-1", "replace"), self.token):
-            response = _error(401, "unauthorized: the token is not valid",
-                              {"WWW-Authenticate": 'Bearer realm="ddx", error="invalid_token"'})
-        else:
-            await self.app(scope, receive, send)
-            return
         await response(scope, receive, send)
+
+
+def _cookie(headers: Headers, name: str) -> str | None:
+    from http.cookies import CookieError, SimpleCookie
+
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(headers.get("cookie", ""))
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel else None
 
 
 # --- the app --------------------------------------------------------------------------------
@@ -350,14 +380,18 @@ def create_app(book: IncidentBook, *, token: str, diagnose: Diagnose, settings: 
             await run_in_threadpool(intake.close, 5.0)
             await run_in_threadpool(book.flush)
 
+    sessions = Sessions(token)
+    from ddx.web.pages import page_routes
+
     routes = [
+        *page_routes(book, sessions, api),
         routing.Route("/healthz", api.healthz, methods=["GET"]),
         routing.Route("/api/v1/incidents", api.incidents, methods=["GET"]),
         routing.Route("/api/v1/incidents/{id}", api.incident, methods=["GET"]),
         routing.Route("/api/v1/diagnose", api.diagnose, methods=["POST"]),
         routing.Route("/api/v1/alertmanager", api.alertmanager, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(BearerAuth, token=token)],
+    app = Starlette(routes=routes, middleware=[Middleware(BearerAuth, token=token, sessions=sessions)],
                     exception_handlers={HTTPException: _http_error, Exception: _internal_error},
                     lifespan=lifespan)
     app.state.intake = intake
