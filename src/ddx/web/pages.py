@@ -64,9 +64,14 @@ def _when(at: Any) -> str:
     return str(at or "–").replace("T", " ").replace("Z", " UTC")
 
 
-def render(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+def render(name: str, status: int = 200, started: float | None = None, **ctx: Any) -> HTMLResponse:
+    """The template filled in; with ``started`` (``time.perf_counter()`` when the request
+    came in), a ``Server-Timing`` header says how long the server took."""
     html = _env().get_template(name).render(**ctx)
-    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    headers = dict(SECURITY_HEADERS)
+    if started is not None:
+        headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+    return HTMLResponse(html, status_code=status, headers=headers)
 
 
 def login_page(next_path: str = "/", status: int = 200, error: str = "") -> HTMLResponse:
@@ -166,6 +171,7 @@ class Pages:
         return self.api._store()
 
     async def incidents(self, request: Request) -> Response:
+        started = time.perf_counter()
         q = request.query_params
         status = q.get("status") if q.get("status") in ("open", "resolved") else None
         host = (q.get("host") or "").strip()[:200] or None
@@ -187,18 +193,19 @@ class Pages:
         filters = {k: v for k, v in (("status", status), ("host", host), ("cause", cause),
                                      ("hours", q.get("hours"))) if v}
         more = len(rows) > PAGE
-        return render("incidents.html", incidents=rows[:PAGE], filters=filters, page=page, open_count=open_count,
+        return render("incidents.html", started=started, incidents=rows[:PAGE], filters=filters, page=page, open_count=open_count,
                       prev_url=("/?" + urlencode({**filters, "page": page - 1})) if page else None,
                       next_url=("/?" + urlencode({**filters, "page": page + 1})) if more else None,
                       nav="incidents")
 
     async def incident(self, request: Request) -> Response:
+        started = time.perf_counter()
         incident_id = str(request.path_params["id"])
         view = await run_in_threadpool(_incident_view, self._store(), incident_id)
         if view is None:
             return render("error.html", status=404, message=f"No incident {incident_id}.", nav="incidents")
         name = "incident_live.html" if request.query_params.get("fragment") == "1" else "incident.html"
-        return render(name, nav="incidents", **view)
+        return render(name, started=started, nav="incidents", **view)
 
     async def postmortem(self, request: Request) -> Response:
         from ddx.render.incident import render_postmortem
