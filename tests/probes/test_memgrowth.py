@@ -88,14 +88,18 @@ def probe(options: dict[str, object], window: float = 1.0):  # type: ignore[no-u
     return res, {f.id: f for f in col.findings}
 
 
-def test_a_process_growing_during_the_window_is_seen() -> None:
+def test_a_long_running_process_growing_during_the_window_is_a_leak_and_a_young_one_is_not() -> None:
     with python(GROWER) as proc:
         time.sleep(0.2)
+        res, found = probe({"min_age_s": 0.0})  # as if it had run for hours
+        assert res.status == "ok", res.reason
+        f = found["memory.process_rss_growing"]
+        assert f.state is State.PRESENT
+        assert any(f"pid {proc.pid} " in e.summary and "rising at every read" in e.summary for e in f.evidence), f.evidence
+        # with the default, a process seconds old that balloons is a workload, not a leak
         res, found = probe({})
-    assert res.status == "ok", res.reason
-    f = found["memory.process_rss_growing"]
-    assert f.state is State.PRESENT
-    assert any(f"pid {proc.pid} " in e.summary and "rising at every read" in e.summary for e in f.evidence), f.evidence
+        assert res.status == "ok" and not any(f"pid {proc.pid} " in e.summary for f in found.values()
+                                              for e in f.evidence)
 
 
 def test_a_pool_whose_older_workers_are_larger_is_seen_and_a_quiet_host_says_nothing() -> None:

@@ -4,10 +4,12 @@ A leak is growth over time, and one look lasts seconds, so the probe reads the
 two signs a single look can see:
 
 - **Growing now**: the resident memory (``VmRSS``) of the largest processes,
-  read ``SAMPLES`` times over the window. A process whose RSS rose at every
-  read, by at least ``growth_mb_per_s`` MB/s and ``growth_min_mb`` MB in all, is
-  growing fast enough to fill memory in hours. The evidence says how long the
-  available memory lasts at that rate.
+  read ``SAMPLES`` times over the window. A process that has run for at least
+  ``min_age_s`` (an hour) and whose RSS rose at every read, by at least
+  ``growth_mb_per_s`` MB/s and ``growth_min_mb`` MB in all, is leaking: a leak
+  lives in a long-running process. A young process that balloons is a workload
+  taking the memory (memory exhaustion), not a leak, and is not reported. The
+  evidence says how long the available memory lasts at that rate.
 - **Grown with age**: workers of one pool (three or more processes of one
   program under one parent) whose memory rises with their age: the rank
   correlation of age and RSS at least ``age_rho``, the oldest worker at least
@@ -170,6 +172,9 @@ def _pools(t: ProcTable, rss: dict[int, int]) -> dict[str, list[tuple[float, int
         "growth_min_mb": 4.0,
         # How many of the largest processes are followed over the window.
         "watch_largest": 20,
+        # Growing now counts for processes that have run at least this long (seconds): a leak
+        # lives in a long-running process; a young one that balloons is a workload filling memory.
+        "min_age_s": 3600.0,
         # Grown with age: rank correlation of age and RSS across a pool's workers...
         "age_rho": 0.8,
         # ...the oldest this many times the youngest...
@@ -194,7 +199,8 @@ def memgrowth(ctx: ProbeContext) -> list[Finding]:
     evidence: list[Evidence] = []
 
     mb = 1 << 20
-    largest = sorted(rss, key=lambda pid: -rss[pid])[: int(ctx.opt("watch_largest"))]
+    old_enough = {p.pid for p in t.user_procs() if t.age(p) >= float(ctx.opt("min_age_s"))}
+    largest = sorted((pid for pid in rss if pid in old_enough), key=lambda pid: -rss[pid])[: int(ctx.opt("watch_largest"))]
     if ctx.window > 0:
         start = host.time()
         series: dict[int, list[tuple[float, int]]] = {pid: [(start, rss[pid])] for pid in largest}
