@@ -74,7 +74,7 @@ from ddx.web.alertmanager import (
     parse_webhook,
     shown,
 )
-from ddx.web.session import COOKIE, Sessions, same_origin
+from ddx.web.session import COOKIE, Sessions, cookie_value, same_origin
 from ddx.web.settings import MAX_TARGETS, ServeSettings
 
 __all__ = [
@@ -140,7 +140,7 @@ class BearerAuth:
                 return
             response: Response = _error(401, "unauthorized: the token is not valid",
                                         {"WWW-Authenticate": 'Bearer realm="ddx", error="invalid_token"'})
-        elif self.sessions is not None and self.sessions.valid(_cookie(headers, COOKIE)):
+        elif self.sessions is not None and self.sessions.valid(cookie_value(headers, COOKIE)):
             if scope.get("method", "GET") not in ("GET", "HEAD") and not same_origin(headers, headers.get("host", "")):
                 response = _error(403, "forbidden: a signed-in browser may post only from ddx's own pages")
             else:
@@ -154,18 +154,6 @@ class BearerAuth:
             response = _error(401, "unauthorized: send the API token as 'Authorization: Bearer TOKEN'",
                               {"WWW-Authenticate": 'Bearer realm="ddx"'})
         await response(scope, receive, send)
-
-
-def _cookie(headers: Headers, name: str) -> str | None:
-    from http.cookies import CookieError, SimpleCookie
-
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(headers.get("cookie", ""))
-    except CookieError:
-        return None
-    morsel = jar.get(name)
-    return morsel.value if morsel else None
 
 
 # --- the app --------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from starlette.responses import (
 
 from ddx.watch.incidents import IncidentBook
 from ddx.watch.store import Incident
-from ddx.web.session import COOKIE, SESSION_SECONDS, Sessions
+from ddx.web.session import COOKIE, SESSION_SECONDS, Sessions, cookie_value
 
 __all__ = ["chart_svg", "login_page", "page_routes"]
 
@@ -267,9 +267,7 @@ class Pages:
         return resp
 
     async def logout(self, request: Request) -> Response:
-        from ddx.web.app import _cookie
-
-        self.sessions.end(_cookie(request.headers, COOKIE))
+        self.sessions.end(cookie_value(request.headers, COOKIE))
         resp = RedirectResponse("/login", status_code=303)
         resp.delete_cookie(COOKIE, path="/")
         return resp

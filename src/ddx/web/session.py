@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-__all__ = ["COOKIE", "SESSION_SECONDS", "Sessions", "same_origin"]
+__all__ = ["COOKIE", "SESSION_SECONDS", "Sessions", "cookie_value", "same_origin"]
 
 COOKIE = "ddx_session"
 SESSION_SECONDS = 12 * 3600
@@ -70,3 +70,16 @@ def same_origin(headers: Mapping[str, str], host: str) -> bool:
     if not source or source == "null":
         return False
     return urlsplit(source).netloc.lower() == host.lower()
+
+
+def cookie_value(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of cookie ``name`` in a request's ``Cookie`` header, None when absent or unreadable."""
+    from http.cookies import CookieError, SimpleCookie
+
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(headers.get("cookie", ""))
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel else None
