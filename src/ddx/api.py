@@ -34,7 +34,7 @@ from ddx.kb.model import KnowledgeBase
 from ddx.model import Finding
 from ddx.probes.base import ProbeResult
 
-__all__ = ["Report", "diagnose_case", "diagnose_findings", "diagnose_host", "load_knowledge"]
+__all__ = ["Report", "diagnose_case", "diagnose_findings", "diagnose_host", "diagnose_host_json", "load_knowledge"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,21 @@ def diagnose_host(
     d, findings, onset = _judge(kb, evidence, observations, host.time(), meta, checks,
                                 facts_from(col.inventory, evidence), col.inventory)
     return Report(d, tuple(findings), onset, col.inventory, col.results, col.host, col.started, col.seconds, meta)
+
+
+def diagnose_host_json(**kwargs: Any) -> dict[str, Any]:
+    """``diagnose_host(**kwargs)`` as the JSON ``ddx diagnose --json`` prints, plus ``host``
+    and, when a bundle was saved (or could not be), ``bundle`` / ``bundle_error``: what the
+    watch daemon and the web server store with an incident."""
+    from ddx.render.jsonout import to_dict
+
+    report = diagnose_host(**kwargs)
+    out = to_dict(report.diagnosis)
+    out["host"] = report.host
+    for key in ("bundle", "bundle_error"):
+        if key in report.meta:
+            out[key] = report.meta[key]
+    return out
 
 
 def diagnose_case(

@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from ddx.cli.serve import build_notifier
 from ddx.watch.incidents import IncidentBook
+from ddx.watch.notify import build_notifier
 from ddx.watch.store import Store
 from ddx.web.app import create_app
 from ddx.web.settings import ServeSettings

@@ -6,7 +6,7 @@ import argparse
 import logging
 import socket
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ddx.cli._common import add_command
@@ -43,17 +43,12 @@ def register(sub: Any) -> None:
 
 def host_diagnosis(config: str | None, budget: float, kb_dirs: list[str] | None = None
                    ) -> Callable[..., dict[str, Any]]:
-    """The real diagnosis ``ddx serve`` runs: ``ddx.api.diagnose_host`` with the
-    targets given, as the JSON ``ddx diagnose --json`` prints, plus ``host``."""
+    """The real diagnosis ``ddx serve`` runs: this host and the targets given, as JSON."""
 
     def run(targets: list[str] | None = None) -> dict[str, Any]:
-        from ddx.api import diagnose_host
-        from ddx.render.jsonout import to_dict
+        from ddx.api import diagnose_host_json
 
-        report = diagnose_host(targets=list(targets or ()), config=config, budget=budget, kb_dirs=kb_dirs or ())
-        out = to_dict(report.diagnosis)
-        out["host"] = report.host
-        return out
+        return diagnose_host_json(config=config, budget=budget, targets=list(targets or ()), kb_dirs=kb_dirs or ())
 
     return run
 
@@ -85,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     store = Store(settings.store)
+    from ddx.watch.notify import build_notifier
+
     notifier = build_notifier(config, store)
     book = IncidentBook(store, notifier)
     try:
@@ -142,30 +139,3 @@ def _warn(message: str) -> None:
     from ddx.render.safe import printable
 
     print(f"ddx serve: warning: {printable(message)}", file=sys.stderr, flush=True)
-
-
-def build_notifier(config: Any, store: Any) -> Any:
-    """The notifiers of [notify.*], recording each delivery in the store; None without any."""
-    tables: Mapping[str, Any] = config.service.get("notify") or {}
-    if not tables:
-        return None
-    import time
-
-    from ddx.watch.notify import Notifier, notify_settings
-    from ddx.watch.store import StoreError
-
-    channels = notify_settings(tables, config.path or "ddx.toml")
-
-    def record(incident_id: str, channel: str, kind: str, status: str, detail: str, ref: str) -> None:
-        try:
-            store.add_notification(incident_id, channel, kind, time.time(), status, detail, ref)
-        except StoreError as exc:
-            logging.getLogger("ddx.serve").warning("ddx serve: notification not recorded: %s", exc)
-
-    def refs(incident_id: str, channel: str) -> str:
-        try:
-            return str(store.notification_ref(incident_id, channel))
-        except StoreError:
-            return ""
-
-    return Notifier(channels, record=record, refs=refs)

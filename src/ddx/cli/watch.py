@@ -64,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
         settings = replace(settings, interval=args.interval)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     store = Store(settings.store, retention_days=settings.retention_days, max_incidents=settings.max_incidents)
-    notifier = _notifier(config, store)
+    from ddx.watch.notify import build_notifier
+
+    notifier = build_notifier(config, store)
     book = IncidentBook(store, notifier)
     watch = Watch(Sampler(LiveHost()), book, settings, host_diagnosis(config.path, settings.diagnose_budget),
                   hostname=socket.gethostname())
@@ -77,30 +79,3 @@ def run(args: argparse.Namespace) -> int:
             notifier.close(5.0)
         store.close()
     return 0
-
-
-def _notifier(config: Any, store: Any) -> Any:
-    """The notifiers of [notify.*], recording each delivery in the store; None without any."""
-    tables = config.service.get("notify") or {}
-    if not tables:
-        return None
-    import time
-
-    from ddx.watch.notify import Notifier, notify_settings
-    from ddx.watch.store import StoreError
-
-    channels = notify_settings(tables, config.path or "ddx.toml")
-
-    def record(incident_id: str, channel: str, kind: str, status: str, detail: str, ref: str) -> None:
-        try:
-            store.add_notification(incident_id, channel, kind, time.time(), status, detail, ref)
-        except StoreError as exc:
-            logging.getLogger("ddx.watch").warning("ddx watch: notification not recorded: %s", exc)
-
-    def refs(incident_id: str, channel: str) -> str:
-        try:
-            return str(store.notification_ref(incident_id, channel))
-        except StoreError:
-            return ""
-
-    return Notifier(channels, record=record, refs=refs)

@@ -49,16 +49,9 @@ def host_diagnosis(config: str | None, budget: float) -> Callable[[str | None], 
     saving a bundle at the path given (when not None), as the JSON the CLI prints."""
 
     def run(bundle: str | None) -> dict[str, Any]:
-        from ddx.api import diagnose_host
-        from ddx.render.jsonout import to_dict
+        from ddx.api import diagnose_host_json
 
-        report = diagnose_host(config=config, budget=budget, save_bundle=bundle)
-        out = to_dict(report.diagnosis)
-        out["host"] = report.host
-        for key in ("bundle", "bundle_error"):
-            if key in report.meta:
-                out[key] = report.meta[key]
-        return out
+        return diagnose_host_json(config=config, budget=budget, save_bundle=bundle)
 
     return run
 

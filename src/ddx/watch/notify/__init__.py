@@ -43,7 +43,7 @@ from ddx.watch.notify.channels import (
 )
 from ddx.watch.notify.message import KINDS, NOTIFICATION_VERSION, Message, build_message
 from ddx.watch.notify.settings import notify_settings
-from ddx.watch.notify.worker import Notifier
+from ddx.watch.notify.worker import Notifier, build_notifier
 
 __all__ = [
     "KINDS",
@@ -56,5 +56,6 @@ __all__ = [
     "SlackChannel",
     "WebhookChannel",
     "build_message",
+    "build_notifier",
     "notify_settings",
 ]

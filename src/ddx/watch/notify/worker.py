@@ -293,3 +293,29 @@ class Notifier:
         with self._lock:
             self._count -= n
 
+
+def build_notifier(config: Any, store: Any) -> Notifier | None:
+    """The notifiers of ddx.toml's [notify.*] tables, recording each delivery in the incident
+    store (which gives Slack's message refs back after a restart); None without any table.
+    ``ddx watch`` and ``ddx serve`` both build theirs here."""
+    from ddx.watch.notify.settings import notify_settings
+    from ddx.watch.store import StoreError
+
+    tables = config.service.get("notify") or {}
+    if not tables:
+        return None
+    channels = notify_settings(tables, config.path or "ddx.toml")
+
+    def record(incident_id: str, channel: str, kind: str, status: str, detail: str, ref: str) -> None:
+        try:
+            store.add_notification(incident_id, channel, kind, time.time(), status, detail, ref)
+        except StoreError as exc:
+            log.warning("ddx: notification not recorded: %s", exc)
+
+    def refs(incident_id: str, channel: str) -> str:
+        try:
+            return str(store.notification_ref(incident_id, channel))
+        except StoreError:
+            return ""
+
+    return Notifier(channels, record=record, refs=refs)
