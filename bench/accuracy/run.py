@@ -16,7 +16,9 @@ end of the budget (counted from the injection, as for ddx) and asks each
 Prometheus which alerts were pending or firing since the injection; the answer
 is stored in the drill result's ``extra``. The report adds the wild variants'
 table and the calibration of ddx's probabilities over all runs (Brier score,
-reliability table).
+reliability table). Before each scenario it empties the kernel log (``dmesg -C``;
+``--keep-kernel-log`` to keep it): each scenario stands for a different host, and
+the crashes and hardware errors the previous one wrote are not this host's.
 
 Writes every result to ``--out`` (bench/accuracy/results.json) after each
 scenario, and with ``--write-docs`` replaces the "Accuracy: ddx drill vs
@@ -142,6 +144,16 @@ def write_docs(data: dict[str, Any] | None) -> None:
         say(f"wrote the scenario list of {DRILL_MD}")
 
 
+def clear_kernel_log() -> None:
+    """Empty the kernel ring buffer: the crashes, OOM kills and hardware errors that the
+    previous scenario wrote (its fault, or its noise) belong to another host. The bench
+    runs scenarios with host effects on a machine given to it, so the buffer is its own."""
+    try:
+        subprocess.run(["dmesg", "-C"], check=False, capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rules", type=Path, default=RULES, help="the alert rules (default: bench/data's baseline)")
     ap.add_argument("--no-tmpfs-relabel", action="store_true",
                     help="leave the drill's tmpfs mounts as tmpfs (the shipped disk rules then skip them)")
+    ap.add_argument("--keep-kernel-log", action="store_true",
+                    help="do not clear the kernel log (dmesg -C) before each scenario; by default it is cleared, "
+                         "as each scenario stands for a different host and the previous one's crashes are not its own")
     ap.add_argument("--write-docs", action="store_true", help="rewrite the accuracy section and docs/drill.md's list")
     ap.add_argument("--from-json", type=Path, metavar="FILE", help="no run: render the docs from saved results")
     ap.add_argument("--drill-doc", action="store_true", help="no run: only refresh docs/drill.md's scenario list")
@@ -240,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                     if others:
                         say(f"warning: other drills are running ({', '.join(others)}); results may show cross-talk")
                         data["concurrent_drills"] = sorted(set(data["concurrent_drills"]) | set(others))
+                    if not args.keep_kernel_log:
+                        clear_kernel_log()
                     if variant == "wild":
                         res = run_scenario(s, seed=rep, budget=args.budget, progress=say, allow_host_effects=True,
                                            wild=wild)
