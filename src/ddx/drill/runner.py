@@ -49,6 +49,8 @@ class DiagnoseRun:
     error: str = ""
     probs: dict[str, float] = field(default_factory=dict)  # every cause's probability (calibration)
     unlisted: float = 0.0  # "a cause not in the knowledge base"
+    present: dict[str, float] = field(default_factory=dict)  # the findings present, with their strengths
+    onset: str = ""  # what ddx took for the onset (a weak result is explained by these two)
 
 
 @dataclass
@@ -115,8 +117,11 @@ def diagnose_once(config: Path | None, started: float, timeout: float = 90.0, *,
     check = {"id": nxt["id"], "title": nxt["title"], "command": nxt["command"], "purpose": nxt.get("purpose", "")} \
         if nxt else None
     probs = {h["id"]: h["probability"] for h in data["hypotheses"]}
+    present = {f["id"]: float(f.get("strength", 1.0)) for f in data.get("findings", []) if f.get("state") == "present"}
+    onset = data.get("onset") or {}
     return DiagnoseRun(at, wall, cpu, rss, data.get("status", ""), top, check, probs=probs,
-                       unlisted=float(data.get("unexplained", {}).get("probability", 0.0)))
+                       unlisted=float(data.get("unexplained", {}).get("probability", 0.0)), present=present,
+                       onset=f"{onset.get('time', '')} {onset.get('basis', '')}".strip())
 
 
 def run_scenario(scenario: Scenario, *, seed: int = 0, budget: float = 30.0, keep: bool = False,
