@@ -5,18 +5,25 @@ written in the tmp dir (nothing in ~/.ssh or /etc/ssh). sshd runs in the
 foreground (``-D -e``: its log goes to a file here, not to syslog); without a
 pty it writes no utmp/wtmp/lastlog records. sshd as root needs its privilege
 separation directory (/run/sshd): made when missing and removed at the end.
+
+Test modules import the ``sshd`` fixture from here (a second conftest.py would
+shadow the suite's).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+import pytest
 
 SSHD = "/usr/sbin/sshd"
 PRIVSEP = "/run/sshd"
@@ -123,3 +130,22 @@ class Sshd:
         if self.made_privsep:
             with contextlib.suppress(OSError):
                 os.rmdir(PRIVSEP)
+
+
+@pytest.fixture(scope="session", name="sshd")
+def sshd_server() -> Iterator[Sshd]:
+    """One sshd. Its client config has the aliases ``sshtest`` and ``sshtest2``
+    (the same server) and ``dead`` (a port nothing listens on)."""
+    if os.geteuid() != 0:
+        pytest.skip("the test sshd logs in as root")
+    if not (os.access(SSHD, os.X_OK) and shutil.which("ssh") and shutil.which("ssh-keygen")):
+        pytest.skip("openssh-server and openssh-client are not installed")
+    folder = Path(tempfile.mkdtemp(prefix="ddx-sshd-"))
+    server = Sshd(folder, max_startups=60)
+    server.write_client_config(["sshtest", "sshtest2"], extra=server.client_block("dead", free_port()))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sshserver import Sshd
+from sshserver import Sshd, sshd_server  # noqa: F401 - the sshd fixture
 
 from ddx.errors import SshError
 from ddx.host import LiveHost, RecordingHost, call_timeout, probe_scope
