@@ -8,7 +8,7 @@ Protocol: one JSON object a line. The agent first writes
 ``{"hello": 1, "hostname", "pid", "time", "python"}``, then answers each
 request ``{"id": N, "op": ..., ...}`` with ``{"id": N, "ok": VALUE}`` or
 ``{"id": N, "error": TYPE, "errno", "message", "filename"}`` (the bundle error
-encoding), each request in its own daemon thread, so that one read hung in the
+encoding), each request by a daemon worker thread (a new one when all are busy), so that one read hung in the
 kernel (a dead NFS mount) blocks only itself: the local side stops waiting
 after its timeout. ``{"op": "cancel", "id": N}`` kills a command still running.
 The agent reads only; it exits, killing the commands it started, as soon as
@@ -19,6 +19,7 @@ its stdin closes (the SSH session ended).
 
 import json
 import os
+import queue
 import signal
 import socket
 import stat as stat_mod
@@ -78,6 +79,9 @@ class Agent(object):
         self.plock = threading.Lock()
         self.procs = {}  # request id -> Popen
         self.cancelled = set()
+        self.jobs = queue.Queue()
+        self.ilock = threading.Lock()
+        self.idle = 0  # workers waiting for a job, or about to
 
     def send(self, obj):
         line = (json.dumps(obj) + "\n").encode("utf-8")
@@ -109,9 +113,26 @@ class Agent(object):
             if req.get("op") == "cancel":
                 self.cancel(req.get("id"))
                 continue
-            t = threading.Thread(target=self.handle, args=(req,), name="ddx-agent")
+            self.dispatch(req)
+
+    def dispatch(self, req):
+        """Hand ``req`` to an idle worker, or to a new one when all are busy (a
+        worker stuck in the kernel is never waited for)."""
+        with self.ilock:
+            spawn = self.idle == 0
+            if not spawn:
+                self.idle -= 1
+        if spawn:
+            t = threading.Thread(target=self.work, name="ddx-agent")
             t.daemon = True
             t.start()
+        self.jobs.put(req)
+
+    def work(self):
+        while True:
+            self.handle(self.jobs.get())
+            with self.ilock:
+                self.idle += 1
 
     def handle(self, req):
         rid = req.get("id")
