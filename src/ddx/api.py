@@ -198,29 +198,20 @@ class SshOptions:
 
 def diagnose_ssh(hosts: Sequence[str], *, ssh_config: str | None = None, ssh_options: Sequence[str] = (),
                  connect_timeout: float = 10.0, save_bundles: Sequence[str | None] | None = None,
-                 **kwargs: Any) -> list[Report | DdxError]:
-    """Probe several remote hosts over SSH in parallel (one thread and one SSH
-    connection each) and diagnose each: per host (``[user@]host`` or an ssh
-    config alias), in the order given, its
-    ``Report`` or the ``DdxError`` saying why it could not be diagnosed (one
-    host's failure never hides the others' diagnoses). ``kwargs`` are
-    ``diagnose_host``'s (``config``, ``only``, ``budget``...); ``save_bundles``
-    one bundle path (or None) per target."""
-    import concurrent.futures
+                 processes: int | None = None, **kwargs: Any) -> list[Report | DdxError]:
+    """Probe several remote hosts over SSH in parallel and diagnose each: per host
+    (``[user@]host`` or an ssh config alias), in the order given, its ``Report``
+    or the ``DdxError`` saying why it could not be diagnosed (one host's failure
+    never hides the others' diagnoses). One thread and one SSH connection per
+    host, spread over worker processes for many hosts (``ddx.sshfleet``).
+    ``kwargs`` are ``diagnose_host``'s (``config``, ``only``, ``budget``...);
+    ``save_bundles``: one bundle path (or None) per host."""
+    from ddx.sshfleet import diagnose_many
 
     paths = list(save_bundles) if save_bundles is not None else [None] * len(hosts)
-
-    def one(i: int) -> Report | DdxError:
-        opts = SshOptions(hosts[i], ssh_config, tuple(ssh_options), connect_timeout)
-        try:
-            return diagnose_host(ssh=opts, save_bundle=paths[i], **kwargs)
-        except DdxError as exc:
-            return exc
-
-    if len(hosts) == 1:
-        return [one(0)]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(64, len(hosts)), thread_name_prefix="ddx-ssh") as ex:
-        return list(ex.map(one, range(len(hosts))))
+    calls = [dict(kwargs, ssh=SshOptions(h, ssh_config, tuple(ssh_options), connect_timeout), save_bundle=p)
+             for h, p in zip(hosts, paths)]
+    return diagnose_many(calls, processes)
 
 
 def diagnose_host_json(**kwargs: Any) -> dict[str, Any]:
