@@ -16,10 +16,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_ddx
+from conftest import ROOT, run_ddx
 from sshserver import Sshd, sshd_server  # noqa: F401 - the sshd fixture
 
 pytestmark = pytest.mark.slow
+
+
+def _validate(out: object, name: str) -> None:
+    """``out`` against docs/schema/NAME (which may refer to the diagnosis schema)."""
+    import jsonschema
+    from referencing import Registry, Resource
+
+    folder = ROOT / "docs" / "schema"
+    diagnosis = json.loads((folder / "diagnosis.schema.json").read_text())
+    registry = Registry().with_resource(diagnosis["$id"], Resource.from_contents(diagnosis))
+    jsonschema.Draft202012Validator(json.loads((folder / name).read_text()), registry=registry).validate(out)
 
 
 def _ssh(sshd: Sshd, *targets: str) -> list[str]:
@@ -65,6 +76,7 @@ def test_diagnose_over_ssh_end_to_end(sshd: Sshd, local_http: tuple[int, type[_C
                 "--budget", "20")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
+    _validate(out, "diagnosis.schema.json")
     assert out["ssh"] == "sshtest" and out["host"] == socket.gethostname() and out["mode"] == "host"
     probes = {p["name"]: p for p in out["probes"]}
     assert probes["disk"]["status"] == "ok" and probes["memory"]["status"] == "ok"
@@ -85,6 +97,7 @@ def test_several_hosts_in_one_command(sshd: Sshd) -> None:
     r = run_ddx("diagnose", *_ssh(sshd, "sshtest", "dead", "sshtest2"), "--json", "--only", "disk,memory")
     assert r.returncode == 2  # one target failed; the others are still diagnosed
     out = json.loads(r.stdout)
+    _validate(out, "ssh-diagnoses.schema.json")
     assert [o["ssh"] for o in out] == ["sshtest", "dead", "sshtest2"]
     assert out[1] == {"ssh": "dead", "error": "ssh dead: connection refused"}
     assert all(o["schema"] == "ddx.diagnosis/1" and o["hypotheses"] for o in (out[0], out[2]))
