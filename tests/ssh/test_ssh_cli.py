@@ -156,3 +156,16 @@ def test_sigint_ends_the_ssh_session(sshd: Sshd) -> None:
             proc.wait()
     assert proc.returncode == 130 and "stopped by SIGINT" in err
     assert _drained(sshd)
+
+
+def test_many_hosts_are_spread_over_worker_processes(sshd: Sshd) -> None:
+    from ddx import api
+    from ddx.errors import SshError
+
+    res = api.diagnose_ssh(["sshtest", "dead", "sshtest2"], ssh_config=str(sshd.client_config), processes=2,
+                           only=["disk", "memory"])
+    assert [type(r).__name__ for r in res] == ["Report", "SshError", "Report"]
+    assert isinstance(res[1], SshError) and str(res[1]) == "ssh dead: connection refused" and res[1].exit_code == 2
+    assert [r.meta["ssh"] for r in res if isinstance(r, api.Report)] == ["sshtest", "sshtest2"]
+    assert all(r.host == socket.gethostname() and r.diagnosis.hypotheses for r in res if isinstance(r, api.Report))
+    assert _drained(sshd)

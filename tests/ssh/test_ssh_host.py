@@ -212,6 +212,19 @@ def test_an_unknown_host_and_bad_targets(sshd: Sshd) -> None:
             SshHost(bad)
 
 
+def test_a_host_without_python3_says_so(sshd: Sshd) -> None:
+    with pytest.raises(SshError) as err:
+        SshHost("nopython", ssh_config=str(sshd.client_config), connect_timeout=5)
+    assert str(err.value) == "ssh nopython: python3 is not installed there (ddx needs python3 on the remote host)"
+
+
+def test_the_agent_is_python_3_6(sshd: Sshd) -> None:
+    import ast
+    from importlib import resources
+
+    ast.parse(resources.files("ddx.host").joinpath("sshagent.py").read_text(), feature_version=(3, 6))
+
+
 def test_ssh_reason_keeps_the_cause_and_drops_the_noise() -> None:
     err = ("Warning: Permanently added '[127.0.0.1]:2222' (ED25519) to the list of known hosts.\r\n"
            "ssh: connect to host 10.0.0.5 port 22: Connection refused\r\n")
