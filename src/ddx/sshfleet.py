@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import pickle
+import time
 from typing import Any
 
 from ddx.errors import DdxError, SshError
@@ -67,11 +68,31 @@ def _start_worker(items: list[tuple[int, dict[str, Any]]]) -> Any:
     return proc
 
 
-def _collect(proc: Any) -> list[tuple[int, Any]]:
-    from ddx.host.live import _forget
+def _worker_timeout(calls: list[dict[str, Any]]) -> float:
+    """How long a worker may take: its hosts run at once, each within its connect
+    timeout and run budget (the probes' window included); twice that, and a minute."""
+    from ddx.config import load_config
+    from ddx.host.ssh import HELLO_SLACK
+
+    longest = 0.0
+    for kw in calls:
+        cfg = load_config(kw.get("config"))
+        budget = kw.get("budget") or cfg.budget
+        window = kw.get("window") or cfg.window
+        longest = max(longest, kw["ssh"].connect_timeout + HELLO_SLACK + float(budget) + float(window))
+    return 2 * longest + 60
+
+
+def _collect(proc: Any, timeout: float) -> list[tuple[int, Any]]:
+    import subprocess
+
+    from ddx.host.live import _forget, _kill_group
 
     try:
-        out, err = proc.communicate()
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        raise DdxError(f"a worker diagnosing SSH hosts did not finish within {timeout:.0f}s (killed)") from None
     finally:
         _forget(proc)
     if proc.returncode != 0:
@@ -91,11 +112,13 @@ def diagnose_many(calls: list[dict[str, Any]], processes: int | None = None) -> 
         return [r for _i, r in sorted(_threaded(items), key=lambda x: x[0])]
     from ddx.host.live import _kill_group
 
+    timeout = _worker_timeout(calls)
+    end = time.monotonic() + timeout
     procs = [_start_worker(items[k::processes]) for k in range(processes)]
     out: dict[int, Any] = {}
     try:
         for proc in procs:
-            for i, r in _collect(proc):
+            for i, r in _collect(proc, max(1.0, end - time.monotonic())):
                 out[i] = _error(r[1], r[2]) if isinstance(r, tuple) else r
     finally:
         for proc in procs:  # on the way out by an error or a signal (ddx's cleanup would kill them too)

@@ -8,9 +8,9 @@ Protocol: one JSON object a line. The agent first writes
 ``{"hello": 1, "hostname", "pid", "time", "python"}``, then answers each
 request ``{"id": N, "op": ..., ...}`` with ``{"id": N, "ok": VALUE}`` or
 ``{"id": N, "error": TYPE, "errno", "message", "filename"}`` (the bundle error
-encoding), each request by a daemon worker thread (a new one when all are busy), so that one read hung in the
-kernel (a dead NFS mount) blocks only itself: the local side stops waiting
-after its timeout. ``{"op": "cancel", "id": N}`` kills a command still running.
+encoding). Each request is handled by a daemon worker thread (a new one when
+all are busy), so that one read hung in the kernel (a dead NFS mount) blocks
+only itself: the local side stops waiting after its timeout. ``{"op": "cancel", "id": N}`` kills a command still running.
 The agent reads only; it exits, killing the commands it started, as soon as
 its stdin closes (the SSH session ended).
 
