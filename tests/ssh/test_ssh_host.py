@@ -156,12 +156,13 @@ def test_recording_redacts_what_it_read_there(host: SshHost, tmp_path: Path) -> 
     assert rec.remote == host.remote and rec.live is False
     assert "Sup3rSecretPw" in rec.read_text(str(secret))  # the probe sees the real text
     rec.run(["echo", "--password=An0therSecret"])
+    assert "SSH_CONNECTION=" in rec.read_text(f"/proc/{host.remote_pid}/environ")  # read there, never saved
     path = rec.save(str(tmp_path / "b.tar.gz"))
     import tarfile
 
     with tarfile.open(path) as tar:
         blob = b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())  # type: ignore[union-attr]
-    assert b"Sup3rSecretPw" not in blob and b"An0therSecret" not in blob
+    assert b"Sup3rSecretPw" not in blob and b"An0therSecret" not in blob and b"SSH_CONNECTION" not in blob
     assert b"app.env" in blob
 
 
