@@ -169,3 +169,23 @@ def test_many_hosts_are_spread_over_worker_processes(sshd: Sshd) -> None:
     assert [r.meta["ssh"] for r in res if isinstance(r, api.Report)] == ["sshtest", "sshtest2"]
     assert all(r.host == socket.gethostname() and r.diagnosis.hypotheses for r in res if isinstance(r, api.Report))
     assert _drained(sshd)
+
+
+def test_sigint_with_many_hosts_ends_every_session(sshd: Sshd) -> None:
+    """16 hosts: spread over worker processes where there are CPUs for them."""
+    proc = subprocess.Popen([sys.executable, "-m", "ddx", "diagnose", *_ssh(sshd, *["sshtest"] * 16), "--json",
+                             "--window", "20", "--probe-timeout", "30", "--budget", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 20
+        while len(sshd.sessions()) < 16 and time.monotonic() < end:
+            time.sleep(0.1)
+        assert len(sshd.sessions()) >= 16, "ddx never connected to all"
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "stopped by SIGINT" in err
+    assert _drained(sshd)
