@@ -68,7 +68,7 @@ def run_diagnose_ssh(args: argparse.Namespace, person: Any) -> int:
                 out.append(to_dict(r.diagnosis))
             else:
                 failed += 1
-                out.append({"ssh": target, "error": str(r)})
+                out.append({"ssh": target, "error": redact_text(str(r))})
         sys.stdout.write(json.dumps(out, indent=2, sort_keys=False) + "\n")
     else:
         for i, (target, r) in enumerate(zip(targets, results)):
