@@ -4,6 +4,7 @@ every call must answer what LiveHost answers here."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -139,6 +140,22 @@ def test_close_leaves_no_ssh_nor_session_behind(sshd: Sshd) -> None:
     assert sshd.sessions() == []
     with pytest.raises(ConnectionResetError):
         h.read_text("/proc/version")
+
+
+def test_a_dropped_connection_fails_the_calls_and_the_diagnosis(sshd: Sshd) -> None:
+    from ddx.api import SshOptions
+
+    with SshHost("sshtest", ssh_config=str(sshd.client_config)) as h:
+        assert h.lost is None
+        os.kill(h.remote_pid, signal.SIGKILL)  # the remote end goes away (it is this machine)
+        end = time.monotonic() + 5
+        while h.lost is None and time.monotonic() < end:
+            time.sleep(0.05)
+        assert h.lost is not None
+        with pytest.raises(ConnectionResetError, match="^ssh sshtest: connection lost"):
+            h.stat("/")
+        with pytest.raises(SshError, match="^ssh sshtest: the connection dropped during the probes"):
+            SshOptions("sshtest").check(h)
 
 
 def _zombie(pid: int) -> bool:
