@@ -32,12 +32,29 @@ sys.path.insert(0, str(ROOT / "tests" / "ssh"))
 from sshserver import Sshd  # noqa: E402
 
 TIMEOUTS: list[int] = []  # probes that ran out of time, per run
+CPU: dict[str, list[float]] = {"local": [], "remote": []}  # CPU seconds per host, per run
+SERVERS: list[Sshd] = []
+
+
+def _reaped_cpu(pid: int) -> float:
+    """CPU seconds of the reaped descendants of ``pid`` (the sshd listener's
+    sessions: sshd, the agents, the commands they ran)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        f = fh.read().rsplit(")", 1)[1].split()
+    return (int(f[13]) + int(f[14])) / os.sysconf("SC_CLK_TCK")
 
 
 def timed(argv: list[str], n_hosts: int) -> float:
+    c0 = os.times()
+    r0 = sum(_reaped_cpu(s.proc.pid) for s in SERVERS if s.proc is not None)
     t0 = time.monotonic()
     r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     took = time.monotonic() - t0
+    c1 = os.times()
+    time.sleep(0.5)  # the sessions end and are reaped
+    r1 = sum(_reaped_cpu(s.proc.pid) for s in SERVERS if s.proc is not None)
+    CPU["local"].append((c1.children_user + c1.children_system - c0.children_user - c0.children_system) / n_hosts)
+    CPU["remote"].append((r1 - r0) / n_hosts)
     if r.returncode != 0:
         raise SystemExit(f"failed ({r.returncode}): {r.stderr[-800:]}")
     out = json.loads(r.stdout)
@@ -61,13 +78,17 @@ def main() -> int:
     config = folder / "ssh_config"
     config.write_text("".join(servers[i % len(servers)].client_block(a) for i, a in enumerate(aliases)))
     ddx = [sys.executable, "-m", "ddx", "diagnose", "--json", "--ssh-config", str(config)]
+    SERVERS.extend(servers)
     try:
         for s in servers:
             s.start()
         timed([*ddx, "--ssh", aliases[0]], 1)  # warm-up: caches, known_hosts
         one = [timed([*ddx, "--ssh", aliases[0]], 1) for _ in range(args.repeats)]
         one_timeouts = sum(TIMEOUTS[1:])
+        one_cpu = {k: statistics.median(v[1:]) for k, v in CPU.items()}
         del TIMEOUTS[:]
+        for v in CPU.values():
+            del v[:]
         many_argv = [*ddx, *(x for a in aliases for x in ("--ssh", a))]
         many = [timed(many_argv, args.hosts) for _ in range(max(1, args.repeats // 2 + 1))]
     finally:
@@ -76,11 +97,14 @@ def main() -> int:
         shutil.rmtree(folder, ignore_errors=True)
     cpus = os.cpu_count()
     print(f"ddx diagnose --ssh, sshd on 127.0.0.1 ({cpus} CPUs; the remote side runs here too)")
-    print("| run | runs | median | max | probes timed out (all runs) |")
-    print("|---|---|---|---|---|")
-    print(f"| 1 host | {len(one)} | {statistics.median(one):.2f} s | {max(one):.2f} s | {one_timeouts} |")
+    many_cpu = {k: statistics.median(v) for k, v in CPU.items()}
+    print("| run | runs | wall median | wall max | CPU s per host: ddx + ssh here / sshd + agent + commands there "
+          "| probes timed out (all runs) |")
+    print("|---|---|---|---|---|---|")
+    print(f"| 1 host | {len(one)} | {statistics.median(one):.2f} s | {max(one):.2f} s "
+          f"| {one_cpu['local']:.2f} / {one_cpu['remote']:.2f} | {one_timeouts} |")
     print(f"| {args.hosts} hosts in parallel | {len(many)} | {statistics.median(many):.2f} s | {max(many):.2f} s "
-          f"| {sum(TIMEOUTS)} |")
+          f"| {many_cpu['local']:.2f} / {many_cpu['remote']:.2f} | {sum(TIMEOUTS)} |")
     return 0
 
 
