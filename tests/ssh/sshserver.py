@@ -64,6 +64,7 @@ class Sshd:
         os.chmod(self.dir, 0o700)
         self.port = free_port()
         self.nopython_port = free_port()
+        self.chatty_port = free_port()
         self.made_privsep = False
         self.proc: subprocess.Popen[bytes] | None = None
         host_key = self.dir / "host_ed25519"
@@ -75,13 +76,16 @@ class Sshd:
         self.log = self.dir / "sshd.log"
         self.config = self.dir / "sshd_config"
         self.config.write_text(
-            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile none\n"
+            f"Port {self.port}\nPort {self.chatty_port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile none\n"
             f"AuthorizedKeysFile {self.dir}/authorized_keys\nStrictModes no\nPermitRootLogin prohibit-password\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPrintMotd no\n"
             f"PrintLastLog no\nMaxStartups {max_startups}\nMaxSessions {max_startups}\nLogLevel ERROR\n"
             # a second port plays a host without python3: the command runs with a PATH that has none
             f"Port {self.nopython_port}\nMatch LocalPort {self.nopython_port}\n"
             '  ForceCommand env PATH=/ddx-nowhere /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
+            # a third one plays a host whose login prints a greeting (no newline) before the command runs
+            f"Match LocalPort {self.chatty_port}\n"
+            '  ForceCommand printf "Welcome to a chatty host"; exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
         )
         self.client_config = self.dir / "ssh_config"
         self.write_client_config(aliases)
@@ -139,8 +143,9 @@ class Sshd:
 @pytest.fixture(scope="session", name="sshd")
 def sshd_server() -> Iterator[Sshd]:
     """One sshd. Its client config has the aliases ``sshtest`` and ``sshtest2``
-    (the same server), ``nopython`` (its port where python3 is not found) and
-    ``dead`` (a port nothing listens on)."""
+    (the same server), ``nopython`` (its port where python3 is not found),
+    ``chatty`` (its port whose login prints a greeting) and ``dead`` (a port
+    nothing listens on)."""
     if os.geteuid() != 0:
         pytest.skip("the test sshd logs in as root")
     if not (os.access(SSHD, os.X_OK) and shutil.which("ssh") and shutil.which("ssh-keygen")):
@@ -148,7 +153,8 @@ def sshd_server() -> Iterator[Sshd]:
     folder = Path(tempfile.mkdtemp(prefix="ddx-sshd-"))
     server = Sshd(folder, max_startups=60)
     server.write_client_config(["sshtest", "sshtest2"], extra=server.client_block("dead", free_port())
-                               + server.client_block("nopython", server.nopython_port))
+                               + server.client_block("nopython", server.nopython_port)
+                               + server.client_block("chatty", server.chatty_port))
     server.start()
     try:
         yield server

@@ -236,6 +236,11 @@ def test_a_host_without_python3_says_so(sshd: Sshd) -> None:
     assert str(err.value) == "ssh nopython: python3 is not installed there (ddx needs python3 on the remote host)"
 
 
+def test_a_greeting_before_the_agent_is_ignored(sshd: Sshd) -> None:
+    with SshHost("chatty", ssh_config=str(sshd.client_config), connect_timeout=5) as h:
+        assert h.read_text("/proc/version") == LiveHost().read_text("/proc/version")
+
+
 def test_the_agent_is_python_3_6(sshd: Sshd) -> None:
     import ast
     from importlib import resources

@@ -214,7 +214,7 @@ class SshHost:
                 if len(line) > MAX_LINE:
                     continue
                 try:
-                    msg = json.loads(line)
+                    msg = json.loads(line[line.find(b"{"):])  # a login script may print before the agent's hello
                 except ValueError:
                     continue
                 if not isinstance(msg, dict):
