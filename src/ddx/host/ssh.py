@@ -149,6 +149,8 @@ class SshHost:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._wlock = threading.Lock()
+        self._out: list[bytes] = []  # requests not yet written
+        self._writing = False
         self._pending: dict[int, _Pending] = {}
         self._stderr = bytearray()
         self._hello = threading.Event()
@@ -190,12 +192,30 @@ class SshHost:
         self._offset = remote - (t0 + time_mod.time()) / 2
 
     def _write(self, data: bytes) -> None:
+        """Queue ``data``; the first thread to find nobody writing writes all that
+        was queued meanwhile in one go (fewer writes and SSH packets). Should a
+        write fail, ssh is gone: the reader fails every pending request."""
         proc = self._proc
         if proc is None or proc.stdin is None:
             raise BrokenPipeError("closed")
         with self._wlock:
-            proc.stdin.write(data)
-            proc.stdin.flush()
+            self._out.append(data)
+            if self._writing:
+                return
+            self._writing = True
+        while True:
+            with self._wlock:
+                if not self._out:
+                    self._writing = False
+                    return
+                chunk, self._out = b"".join(self._out), []
+            try:
+                proc.stdin.write(chunk)
+                proc.stdin.flush()
+            except BaseException:
+                with self._wlock:
+                    self._writing = False
+                raise
 
     def _read_stderr(self) -> None:
         proc = self._proc
