@@ -65,6 +65,20 @@ def test_every_call_answers_as_livehost_does(host: SshHost, tree: Path) -> None:
     assert abs(host.time() - live.time()) < 1.0
 
 
+def test_concurrent_calls_each_get_their_own_answer(host: SshHost, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    for i in range(64):
+        (tmp_path / f"f{i}").write_text(f"file {i}\n" * (i + 1))
+
+    def one(i: int) -> tuple[str, int]:
+        return host.read_text(str(tmp_path / f"f{i % 64}")), host.stat(str(tmp_path / f"f{i % 64}")).size
+
+    with ThreadPoolExecutor(16) as ex:
+        got = list(ex.map(one, range(640)))
+    assert got == [((f"file {i % 64}\n" * (i % 64 + 1)), len(f"file {i % 64}\n") * (i % 64 + 1)) for i in range(640)]
+
+
 def test_errors_are_the_os_errors(host: SshHost, tree: Path) -> None:
     live = LiveHost()
     for call, arg, exc in (
