@@ -95,9 +95,14 @@ def _collect(proc: Any, timeout: float) -> list[tuple[int, Any]]:
         raise DdxError(f"a worker diagnosing SSH hosts did not finish within {timeout:.0f}s (killed)") from None
     finally:
         _forget(proc)
+    text = err.decode("utf-8", "replace")
     if proc.returncode != 0:
         raise DdxError(f"a worker diagnosing SSH hosts failed (exit status {proc.returncode}): "
-                       + (err.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1])
+                       + (text.strip().splitlines() or ["no message"])[-1])
+    if text:  # the probes' warnings, as they would show with threads only
+        import sys
+
+        sys.stderr.write(text)
     return pickle.loads(out)  # type: ignore[no-any-return]
 
 
