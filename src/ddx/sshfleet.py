@@ -2,10 +2,11 @@
 
 Each host gets a thread and its own SSH connection: a diagnosis mostly waits
 (sampling windows, the network). Its own work (parsing what the probes read,
-the engine) is Python holding the interpreter lock, so from ``PER_PROCESS``
-hosts on, the hosts are spread over up to one worker process per CPU, each
-running its share in threads (``python -m ddx.sshfleet``, its calls and results
-pickled over its stdin and stdout: our own child, never anyone else's data).
+the engine) is Python holding the interpreter lock, so the hosts are spread
+over up to one worker process per CPU with at least ``PER_PROCESS`` hosts
+each (from 16 hosts on with 2 CPUs), each running its share in threads
+(``python -m ddx.sshfleet``, its calls and results pickled over its stdin and
+stdout: our own child, never anyone else's data).
 Workers run in sessions of their own, registered with the commands ddx kills
 on any way out (``ddx.host.live.kill_children``); a killed worker's ssh clients
 see their stdin close and end their sessions, whose agents exit.
@@ -23,7 +24,7 @@ from ddx.errors import DdxError, SshError
 
 __all__ = ["PER_PROCESS", "diagnose_many"]
 
-PER_PROCESS = 8  # hosts below which one process (threads only) is enough
+PER_PROCESS = 8  # the fewest hosts a worker process gets (fewer: threads in this process)
 MAX_THREADS = 64
 
 
