@@ -6,7 +6,9 @@ the ``Report`` they return; nothing here prints. One pipeline, one direction::
     host or bundle -> inventory -> probes -> findings -> coverage, timing -> engine -> Report
     case file ----------------------------> findings ----------------^
 
-- ``diagnose_host``: probe this host (or replay a bundle with ``bundle=``);
+- ``diagnose_host``: probe this host (or replay a bundle with ``bundle=``, or a
+  remote host over SSH with ``ssh=SshOptions(...)``);
+- ``diagnose_ssh``: several remote hosts over SSH, in parallel;
 - ``diagnose_case``: an incident described in a case file;
 - ``diagnose_findings``: findings a caller already has (``--saw``/``--ruled-out``).
 
@@ -29,12 +31,22 @@ from typing import Any
 
 from ddx.engine.diagnosis import Diagnosis
 from ddx.engine.timing import Onset
+from ddx.errors import DdxError
 from ddx.inventory.model import Inventory
 from ddx.kb.model import KnowledgeBase
 from ddx.model import Finding
 from ddx.probes.base import ProbeResult
 
-__all__ = ["Report", "diagnose_case", "diagnose_findings", "diagnose_host", "diagnose_host_json", "load_knowledge"]
+__all__ = [
+    "Report",
+    "SshOptions",
+    "diagnose_case",
+    "diagnose_findings",
+    "diagnose_host",
+    "diagnose_host_json",
+    "diagnose_ssh",
+    "load_knowledge",
+]
 
 
 @dataclass(frozen=True)
@@ -91,26 +103,45 @@ def diagnose_host(
     kb_dirs: Sequence[str] = (),
     checks: int = 3,
     save_bundle: str | None = None,
+    ssh: SshOptions | None = None,
 ) -> Report:
-    """Probe this host (read-only, time-boxed), or replay ``bundle``, and diagnose it.
+    """Probe this host (read-only, time-boxed), or replay ``bundle``, or probe the
+    remote host ``ssh`` names over SSH (``docs/ssh.md``), and diagnose it.
     ``save_bundle``: also save what the probes read into an evidence bundle at that
-    path (live hosts only); ``meta["bundle"]`` is the path written, or the reason
-    it could not be (``meta["bundle_error"]``)."""
+    path (live and SSH hosts); ``meta["bundle"]`` is the path written, or the reason
+    it could not be (``meta["bundle_error"]``). An SSH host that cannot be reached,
+    or whose connection drops during the probes, raises ``ddx.errors.SshError``."""
     from ddx.config import load_config, with_targets
     from ddx.engine.facts import facts_from
+    from ddx.host import RecordingHost
     from ddx.probes.runner import run_probes
 
+    if bundle is not None and ssh is not None:
+        from ddx.errors import UsageError
+
+        raise UsageError("give either a bundle or an SSH host, not both")
     kb = load_knowledge(kb_dirs)
     cfg = with_targets(load_config(config), list(targets))
-    if bundle is None:
-        from ddx.host import LiveHost, RecordingHost
+    inner: Any = None
+    if ssh is not None:
+        inner = ssh.connect()
+    elif bundle is None:
+        from ddx.host import LiveHost
 
-        host: Any = RecordingHost(LiveHost()) if save_bundle else LiveHost()
-    else:
-        from ddx.host import BundleHost
+        inner = LiveHost()
+    try:
+        if inner is None:
+            from ddx.host import BundleHost
 
-        host = BundleHost(bundle)
-    col = run_probes(host, cfg, only=only, window=window, timeout=timeout, budget=budget)
+            host: Any = BundleHost(str(bundle))
+        else:
+            host = RecordingHost(inner) if save_bundle else inner
+        col = run_probes(host, cfg, only=only, window=window, timeout=timeout, budget=budget)
+        if ssh is not None:
+            ssh.check(inner)
+    finally:  # an SshHost's clock (host.time below) still answers once closed
+        if ssh is not None:
+            inner.close()
     saved: dict[str, str] = {}
     if save_bundle and bundle is None:
         try:
@@ -131,6 +162,7 @@ def diagnose_host(
     meta: dict[str, Any] = {
         "mode": "bundle" if bundle else "host",
         "host": col.host,
+        **({"ssh": ssh.target} if ssh is not None else {}),
         "probes": probes,
         "collection_seconds": seconds,
         **saved,
@@ -138,6 +170,48 @@ def diagnose_host(
     d, findings, onset = _judge(kb, evidence, observations, host.time(), meta, checks,
                                 facts_from(col.inventory, evidence), col.inventory)
     return Report(d, tuple(findings), onset, col.inventory, col.results, col.host, col.started, col.seconds, meta)
+
+
+@dataclass(frozen=True)
+class SshOptions:
+    """A remote host to probe over SSH: ``target`` is ``[user@]host`` or an ssh
+    config alias; ``ssh_config`` is passed as ``ssh -F``, ``options`` as ``-o``."""
+
+    target: str
+    ssh_config: str | None = None
+    options: tuple[str, ...] = ()
+    connect_timeout: float = 10.0
+
+    def connect(self) -> Any:
+        from ddx.host.ssh import SshHost
+
+        return SshHost(self.target, ssh_config=self.ssh_config, options=self.options,
+                       connect_timeout=self.connect_timeout)
+
+    def check(self, host: Any) -> None:
+        """Refuse a diagnosis made while the connection dropped (its reads failed)."""
+        from ddx.errors import SshError
+
+        if host.lost is not None:
+            raise SshError(f"ssh {self.target}: the connection dropped during the probes ({host.lost})")
+
+
+def diagnose_ssh(hosts: Sequence[str], *, ssh_config: str | None = None, ssh_options: Sequence[str] = (),
+                 connect_timeout: float = 10.0, save_bundles: Sequence[str | None] | None = None,
+                 processes: int | None = None, **kwargs: Any) -> list[Report | DdxError]:
+    """Probe several remote hosts over SSH in parallel and diagnose each: per host
+    (``[user@]host`` or an ssh config alias), in the order given, its ``Report``
+    or the ``DdxError`` saying why it could not be diagnosed (one host's failure
+    never hides the others' diagnoses). One thread and one SSH connection per
+    host, spread over worker processes for many hosts (``ddx.sshfleet``).
+    ``kwargs`` are ``diagnose_host``'s (``config``, ``only``, ``budget``...);
+    ``save_bundles``: one bundle path (or None) per host."""
+    from ddx.sshfleet import diagnose_many
+
+    paths = list(save_bundles) if save_bundles is not None else [None] * len(hosts)
+    calls = [dict(kwargs, ssh=SshOptions(h, ssh_config, tuple(ssh_options), connect_timeout), save_bundle=p)
+             for h, p in zip(hosts, paths)]
+    return diagnose_many(calls, processes)
 
 
 def diagnose_host_json(**kwargs: Any) -> dict[str, Any]:

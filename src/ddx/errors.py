@@ -10,11 +10,12 @@ traceback)::
         +-- CaseError           a case file is unreadable or names unknown findings
         +-- ConfigError         ddx.toml / --config is invalid
     +-- ProbeError              a probe could not read its evidence (never fatal to a run)
+    +-- SshError                exit 2, a remote host could not be reached or read over SSH
 """
 
 from __future__ import annotations
 
-__all__ = ["CaseError", "ConfigError", "DdxError", "KBError", "ProbeError", "UsageError"]
+__all__ = ["CaseError", "ConfigError", "DdxError", "KBError", "ProbeError", "SshError", "UsageError"]
 
 
 class DdxError(Exception):
@@ -52,3 +53,10 @@ class ConfigError(UsageError):
 
 class ProbeError(DdxError):
     """A probe could not collect its evidence. Its findings stay unknown."""
+
+
+class SshError(DdxError):
+    """A remote host could not be reached or read over SSH: one line naming the
+    target and ssh's reason (``ssh root@db1: connection refused``)."""
+
+    exit_code = 2

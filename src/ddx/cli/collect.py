@@ -31,6 +31,7 @@ EXAMPLES = """\
   ddx collect -o /tmp/                        file named ddx-HOST-TIME.tar.gz in /tmp
   ddx collect -o disk.tar.gz --only disk,memory --window 3
   ddx diagnose --from incident.tar.gz         diagnose it later, elsewhere
+  ddx collect --ssh root@db1 -o /tmp/         a remote host's evidence, over SSH (docs/ssh.md)
 """
 
 
@@ -125,11 +126,20 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from ddx.host import LiveHost, RecordingHost
 
     _check_output(args.output)
-    host = RecordingHost(LiveHost())
-    collection, config = _run(args, host)
-    target = _output_path(args.output, host.name)
+    ssh = _ssh_host(args)
+    inner: Any = ssh.connect() if ssh is not None else LiveHost()
+    host = RecordingHost(inner)
     try:
-        path = host.save(target, collection, extra={"config": config.path})
+        collection, config = _run(args, host)
+        if ssh is not None:
+            ssh.check(inner)
+    finally:
+        if ssh is not None:
+            inner.close()
+    target = _output_path(args.output, host.name)
+    extra: dict[str, Any] = {"config": config.path, **({"ssh": ssh.target} if ssh is not None else {})}
+    try:
+        path = host.save(target, collection, extra=extra)
     except OSError as exc:
         raise DdxError(f"cannot write bundle {target}: {exc.strerror or exc}") from None
     calls = host.calls()
@@ -147,6 +157,20 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ssh_host(args: argparse.Namespace) -> Any:
+    """The remote host --ssh names (``ddx.api.SshOptions``), or None for this one."""
+    if not args.ssh:
+        return None
+    from ddx.api import SshOptions
+    from ddx.cli._ssh import ssh_targets
+    from ddx.errors import UsageError
+
+    targets = ssh_targets(args)
+    if len(targets) > 1:
+        raise UsageError("--ssh: ddx collect saves one host's bundle at a time")
+    return SshOptions(targets[0], args.ssh_config, tuple(args.ssh_option), args.connect_timeout)
+
+
 def register(sub: Any) -> None:
     parser = add_command(
         sub,
@@ -158,3 +182,6 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("-o", "--output", metavar="BUNDLE", required=True, help="bundle file to write (.tar.gz)")
     add_collection_options(parser)
+    from ddx.cli._ssh import add_ssh_options
+
+    add_ssh_options(parser, several=False)

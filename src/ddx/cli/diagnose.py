@@ -25,6 +25,7 @@ EXAMPLES = """\
   ddx diagnose --saw logs.permission_denied --ruled-out change.recent_deploy
   ddx diagnose --no-probes --saw disk.space_exhausted --markdown
   ddx diagnose --from bundle.tar.gz              replay evidence saved by `ddx collect`
+  ddx diagnose --ssh root@db1 --ssh web1         probe remote hosts over SSH, in parallel (docs/ssh.md)
 """
 
 
@@ -48,6 +49,9 @@ def register(sub: Any) -> None:
     from ddx.cli.collect import add_collection_options
 
     add_collection_options(p)
+    from ddx.cli._ssh import add_ssh_options
+
+    add_ssh_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{option}: an empty file name")
     if args.case and args.bundle:
         raise UsageError("give either --case or --from, not both")
+    if args.ssh and (args.case or args.bundle or args.no_probes):
+        raise UsageError("--ssh probes remote hosts: not with --case, --from or --no-probes")
     kb = api.load_knowledge(args.kb)
     person = observations(args.saw, args.ruled_out, kb.findings.keys())
     if args.case:
@@ -72,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
         if not person:
             raise UsageError("--no-probes needs at least one --saw or --ruled-out")
         report = api.diagnose_findings(person, kb_dirs=args.kb, checks=args.checks)
+    elif args.ssh:
+        from ddx.cli._ssh import run_diagnose_ssh
+
+        return run_diagnose_ssh(args, person)
     else:
         only = [n.strip() for item in args.only or [] for n in item.split(",") if n.strip()] or None
         report = api.diagnose_host(

@@ -5,13 +5,22 @@
 - ``calls``: the calling context (which probe, until when) and abandonable calls;
 - ``live``: ``LiveHost``, the running machine, every call time-boxed;
 - ``recording``: ``RecordingHost``, which records every call to save a bundle;
+- ``ssh``: ``SshHost``, a remote machine over one SSH session (imported on demand:
+  ``from ddx.host.ssh import SshHost``); ``sshagent``, what it runs there;
 - ``bundle``: the bundle format, ``BundleHost`` (replay) and ``build_bundle``;
 - ``redact``: secrets out of text, command lines and output.
 """
 
 from __future__ import annotations
 
-from ddx.host.base import CommandResult, Host, StatResult, VfsResult, is_live
+from ddx.host.base import (
+    CommandResult,
+    Host,
+    StatResult,
+    VfsResult,
+    is_live,
+    offline_reason,
+)
 from ddx.host.bundle import BUNDLE_FORMAT, BundleHost, build_bundle
 from ddx.host.calls import call_timeout, current_probe, parallel_map, probe_scope
 from ddx.host.live import LiveHost
@@ -31,6 +40,7 @@ __all__ = [
     "call_timeout",
     "current_probe",
     "is_live",
+    "offline_reason",
     "parallel_map",
     "probe_scope",
     "redact_cmdline",

@@ -4,7 +4,9 @@ Three hosts fulfil it: ``LiveHost`` (the running machine), ``RecordingHost``
 (wraps another and records every call) and ``BundleHost`` (replays a recording).
 ``live`` is the one capability a probe may ask about: only a live host may be
 talked to over the network (a replayed bundle did not record those exchanges,
-and the replaying machine's loopback is somebody else's).
+and the replaying machine's loopback is somebody else's), and neither may a
+host read over SSH (``SshHost``: a connection from here to its 127.0.0.1:PORT
+would reach this machine); ``offline_reason`` says which.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["CommandResult", "Host", "StatResult", "VfsResult", "is_live"]
+__all__ = ["CommandResult", "Host", "StatResult", "VfsResult", "is_live", "offline_reason"]
 
 
 @dataclass(frozen=True)
@@ -99,3 +101,14 @@ class Host(Protocol):
 def is_live(host: object) -> bool:
     """Is ``host`` the running machine (directly or through a recording)?"""
     return bool(getattr(host, "live", False))
+
+
+def offline_reason(host: object, bundle_reason: str) -> str:
+    """Why a network exchange is not made with a host that is not live:
+    ``bundle_reason`` for a replayed bundle, "not looked at" for a host read
+    over SSH (its ``remote`` attribute names it)."""
+    via = getattr(host, "remote", "")
+    if via:
+        return (f"not looked at (remote over SSH, {via}): a network connection from here "
+                "would reach this machine, not that host")
+    return bundle_reason

@@ -20,7 +20,6 @@ import contextlib
 import os
 import signal
 import socket
-import stat as stat_mod
 import subprocess
 import threading
 import time as time_mod
@@ -29,6 +28,7 @@ from typing import Any, TypeVar
 
 from ddx.host.base import CommandResult, StatResult, VfsResult
 from ddx.host.calls import effective_timeout, pool_call
+from ddx.host.sshagent import read_bytes as _read_bytes
 
 __all__ = ["LiveHost", "kill_children", "running_children"]
 
@@ -69,13 +69,14 @@ def _kill_group(pgid: int) -> None:
 atexit.register(kill_children, close=True)
 
 
-def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in a session of its own and register its process group."""
+def _start(argv: list[str], env: dict[str, str], stdin: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a session of its own and register its process group
+    (``stdin=subprocess.PIPE`` for a process ddx talks to: ``SshHost``'s ssh)."""
     if _closing:
         raise TimeoutError(f"command {argv[0]} not started: ddx is exiting")
     proc = subprocess.Popen(
         list(argv),
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -92,42 +93,6 @@ def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 def _forget(proc: subprocess.Popen[bytes]) -> None:
     with _children_lock:
         _children.discard(proc.pid)
-
-
-def _read_bytes(path: str, max_bytes: int, tail: bool) -> bytes:
-    """Read at most ``max_bytes``: the head, or with ``tail`` the end. A regular
-    file is seeked, so a 10 GB log costs what a small one does; pseudo-files
-    (size 0 in /proc) are streamed keeping only the last ``max_bytes``."""
-    with open(path, "rb", buffering=0) as fh:
-        st = os.fstat(fh.fileno())
-        if not tail:
-            chunks, left = [], max_bytes
-            while left > 0:
-                b = fh.read(min(left, 1 << 20))
-                if not b:
-                    break
-                chunks.append(b)
-                left -= len(b)
-            return b"".join(chunks)
-        if stat_mod.S_ISREG(st.st_mode) and st.st_size > 0:
-            if st.st_size > max_bytes:
-                fh.seek(st.st_size - max_bytes)
-            data = bytearray()
-            while len(data) < max_bytes + (1 << 16):  # the file may grow while we read
-                b = fh.read(1 << 20)
-                if not b:
-                    break
-                data += b
-            return bytes(data[-max_bytes:]) if max_bytes else b""
-        buf = bytearray()
-        while True:
-            b = fh.read(1 << 20)
-            if not b:
-                break
-            buf += b
-            if len(buf) > 2 * max_bytes + (1 << 20):
-                del buf[: len(buf) - max_bytes]
-        return bytes(buf[-max_bytes:]) if max_bytes else b""
 
 
 def _listdir(path: str) -> list[str]:

@@ -52,6 +52,7 @@ class RecordingHost:
         self.inner = inner
         self.name: str = inner.name
         self.live: bool = bool(getattr(inner, "live", False))
+        self.remote: str = str(getattr(inner, "remote", ""))  # a host read over SSH
         self._lock = threading.Lock()
         # (probe, key) -> {"op", "args", "probe", "outcomes": [...]}, in first-call order
         self._calls: dict[tuple[str | None, str], dict[str, Any]] = {}

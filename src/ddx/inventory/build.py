@@ -180,7 +180,8 @@ def _unit(host: Host, table: ProcTable, p: Proc) -> str:
 def _environ(host: Host, pid: int) -> dict[str, str]:
     """The master's environment: only names and values that look like paths or
     addresses are kept by the readers; nothing of it is stored in the inventory."""
-    if not is_live(host):
+    over_ssh: object = getattr(host, "remote", None)  # a bundle never holds one; a host over SSH reads it
+    if not (is_live(host) or over_ssh):
         return {}
     try:
         raw = host.read_text(f"/proc/{pid}/environ", max_bytes=64 << 10)

@@ -69,7 +69,7 @@ def status(d: Diagnosis) -> str:
 def to_dict(d: Diagnosis) -> dict[str, Any]:
     meta = dict(d.meta)
     out: dict[str, Any] = {"schema": SCHEMA, "ddx_version": __version__}
-    for key in ("mode", "title", "source", "story", "host", "case_file"):
+    for key in ("mode", "title", "source", "story", "host", "ssh", "case_file"):
         if key in meta:
             out[key] = meta[key]
     out["status"] = status(d)

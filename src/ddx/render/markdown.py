@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ddx.engine.diagnosis import Diagnosis
 from ddx.engine.inference import Weight
-from ddx.render.safe import md_text, printable
+from ddx.render.safe import host_title, md_text, printable
 
 __all__ = ["render_markdown"]
 
@@ -33,7 +33,7 @@ def _ws(ws: tuple[Weight, ...], limit: int = 3) -> str:
 
 def render_markdown(d: Diagnosis, *, top: int = 5) -> str:
     meta = d.meta
-    title = md_text(meta.get("title") or ("this host" if meta.get("mode") == "host" else "incident"))
+    title = md_text(host_title(meta, "incident"))
     lines = [f"### ddx diagnosis: {title}", ""]
     if meta.get("story"):
         lines += [f"> {md_text(' '.join(str(meta['story']).split()))}", ""]

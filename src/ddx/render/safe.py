@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["csv_cell", "json_text", "md_text", "printable"]
@@ -74,3 +75,13 @@ def json_text(value: Any, *, indent: int | None = 2) -> str:
     and the line-reordering Unicode controls (``\\u009b``). The data is the same."""
     text = json.dumps(value, indent=indent, ensure_ascii=False)
     return _UNSAFE_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def host_title(meta: Mapping[str, Any], default: str = "") -> str:
+    """A diagnosis's title: its own, "this host" for a probed host, the remote
+    host's name and SSH target for one probed over SSH, else ``default``."""
+    if meta.get("title"):
+        return str(meta["title"])
+    if meta.get("ssh"):
+        return f"{meta.get('host') or meta['ssh']} (over SSH: {meta['ssh']})"
+    return "this host" if meta.get("mode") == "host" else default

@@ -13,7 +13,7 @@ from ddx.engine.diagnosis import LIKELY, Diagnosis, Hypothesis
 from ddx.engine.inference import Weight
 from ddx.host.redact import redact_text
 from ddx.model import Finding
-from ddx.render.safe import printable
+from ddx.render.safe import host_title, printable
 
 __all__ = ["clip", "render_terminal", "use_colour"]
 
@@ -90,7 +90,7 @@ def render_terminal(d: Diagnosis, *, colour: bool = False, top: int = SHOWN) -> 
     s = _Style(colour)
     out: list[str] = []
     meta = d.meta
-    title = printable(meta.get("title") or ("this host" if meta.get("mode") == "host" else ""))
+    title = printable(host_title(meta))
     out.append(s(f"ddx diagnosis{': ' + title if title else ''}", "1"))
     present = sum(1 for f in d.findings if f.state.value == "present")
     absent = len(d.findings) - present

@@ -400,10 +400,10 @@ def redis_query(
 def live_network(host: Any) -> None:
     """Refuse to open sockets when ``host`` is a replayed bundle (the replies
     were not recorded, and the replaying machine's loopback is another host)."""
-    from ddx.host import is_live
+    from ddx.host import is_live, offline_reason
 
     if not is_live(host):
-        raise ProbeTargetError("network replies are not recorded in bundles; run it on the live host")
+        raise ProbeTargetError(offline_reason(host, "network replies are not recorded in bundles; run it on the live host"))
 
 
 def resolve_targets(

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ddx.errors import ConfigError, ProbeError
-from ddx.host import Host, is_live
+from ddx.host import Host, is_live, offline_reason
 from ddx.inventory.files import expand_glob
 from ddx.inventory.model import Inventory
 from ddx.inventory.nginx import DEFAULT_PREFIX, nginx_paths, read_nginx
@@ -340,7 +340,7 @@ def drift(ctx: ProbeContext) -> list[Finding]:
         why = "; ".join(files.errors[:3])
         raise NotApplicable("no nginx or application configuration found" + (f" ({why})" if why else ""))
     if not is_live(ctx.host):
-        raise ProbeError("network checks are not recorded in bundles: not replayed")
+        raise ProbeError(offline_reason(ctx.host, "network checks are not recorded in bundles: not replayed"))
 
     by_addr: dict[tuple[str, int], list[Endpoint]] = {}
     for e in without_upstream_names(files.endpoints, files.upstreams):

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ddx.errors import ProbeError
-from ddx.host import Host, is_live, parallel_map
+from ddx.host import Host, is_live, offline_reason, parallel_map
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.parsers.httpparse import (
@@ -124,7 +124,7 @@ def fetch(host: Host, url: str, *, timeout: float, method: str = "GET", body: by
     ``ConnectionError``/``OSError`` (refused, reset), ``ValueError`` (not an
     HTTP answer, bad URL), ``LookupError`` on a bundle."""
     if not is_live(host):
-        raise LookupError("network requests are not recorded in bundles")
+        raise LookupError(offline_reason(host, "network requests are not recorded in bundles"))
     u, user, password = split_url(url)  # a password with @ or / in it is never taken for the host
     if u.scheme not in ("http", "https") or not u.hostname:
         raise ValueError(f"not an http(s) URL: {mask_url(url)}")

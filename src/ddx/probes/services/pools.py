@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ddx.errors import ConfigError
-from ddx.host import Host, is_live, parallel_map, redact_cmdline
+from ddx.host import Host, is_live, offline_reason, parallel_map, redact_cmdline
 from ddx.inventory.processes import read_proc_table, read_stats
 from ddx.inventory.sockets import read_sockets
 from ddx.model import Evidence, Finding
@@ -460,7 +460,7 @@ def pools(ctx: ProbeContext) -> list[Finding]:
 
     remote = [("fpm", u) for u in urls] + [("uwsgi", a) for a in stats_addrs] if live else []
     if not live and (urls or stats_addrs):
-        problems.append("status pages and uWSGI stats are not recorded in bundles: not read")
+        problems.append("status pages and uWSGI stats: " + offline_reason(ctx.host, "not recorded in bundles: not read"))
     first = _remote(ctx, remote, passenger, timeout, problems)
     ctx.host.sleep(ctx.window)
     if proc_pools:

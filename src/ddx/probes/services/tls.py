@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ddx.errors import ProbeError
-from ddx.host import Host, is_live, parallel_map
+from ddx.host import Host, is_live, offline_reason, parallel_map
 from ddx.model import Evidence, Finding, State
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.services.web import hostport, web_servers
@@ -166,7 +166,7 @@ def fetch_cert(host: Host, addr: str, port: int, server_name: str | None, *, tim
     ``TimeoutError``, ``NotTLS``, ``OSError`` (refused...), ``LookupError``
     on a bundle."""
     if not is_live(host):
-        raise LookupError("TLS handshakes are not recorded in bundles")
+        raise LookupError(offline_reason(host, "TLS handshakes are not recorded in bundles"))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
