@@ -25,6 +25,8 @@ EXAMPLES = """\
   ddx diagnose --saw logs.permission_denied --ruled-out change.recent_deploy
   ddx diagnose --no-probes --saw disk.space_exhausted --markdown
   ddx diagnose --from bundle.tar.gz              replay evidence saved by `ddx collect`
+  ddx diagnose --prometheus http://prom:9090 --instance web3:9100 --window 15m
+                                                 one instance from its metrics, against its peers (docs/fleet.md)
 """
 
 
@@ -38,6 +40,12 @@ def register(sub: Any) -> None:
     src.add_argument("--ruled-out", metavar="FINDING", action="append", default=[],
                      help="a finding you looked for and did not see (repeatable)")
     src.add_argument("--no-probes", action="store_true", help="do not probe this host: use only --saw/--ruled-out")
+    prom = p.add_argument_group("prometheus (docs/fleet.md)")
+    prom.add_argument("--prometheus", metavar="URL", help="read the evidence from this Prometheus server instead of probing")
+    prom.add_argument("--instance", metavar="INSTANCE", help="the instance to diagnose, as its `instance` label reads")
+    prom.add_argument("--peers", metavar="MATCHERS", help="its peers: label matchers such as 'role=\"web\"' (default: its job)")
+    prom.add_argument("--baseline", metavar="DURATION", default="24h",
+                      help="its own history compared with, before the window (default 24h; 0 for none)")
     out = p.add_argument_group("output")
     fmt = out.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON (schema in docs/schema/diagnosis.schema.json)")
@@ -60,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{option}: an empty file name")
     if args.case and args.bundle:
         raise UsageError("give either --case or --from, not both")
+    if args.prometheus is not None or args.instance is not None:
+        return _prometheus(args)
     kb = api.load_knowledge(args.kb)
     person = observations(args.saw, args.ruled_out, kb.findings.keys())
     if args.case:
@@ -77,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
         report = api.diagnose_host(
             bundle=args.bundle, config=args.config, only=only, window=args.window, timeout=args.probe_timeout,
             budget=args.budget, targets=args.target, observations=person, kb_dirs=args.kb, checks=args.checks)
-    d = report.diagnosis
+    return _print(args, report.diagnosis)
+
+
+def _print(args: argparse.Namespace, d: Any) -> int:
     if args.json:
         from ddx.render.jsonout import render_json
 
@@ -93,3 +106,25 @@ def run(args: argparse.Namespace) -> int:
         text = render_terminal(d, colour=colour, top=args.top)
     sys.stdout.write(text)
     return 0
+
+
+def _prometheus(args: argparse.Namespace) -> int:
+    """``--prometheus URL --instance INSTANCE``: one instance from its metrics (ddx.api.diagnose_prometheus)."""
+    from ddx import api
+    from ddx.cases import observations
+    from ddx.errors import UsageError
+
+    if args.prometheus is None or args.instance is None:
+        raise UsageError("--prometheus and --instance go together")
+    for option, value in (("--case", args.case), ("--from", args.bundle), ("--target", args.target or None)):
+        if value:
+            raise UsageError(f"--prometheus reads the evidence from Prometheus: {option} does not apply")
+    kb = api.load_knowledge(args.kb)
+    person = observations(args.saw, args.ruled_out, kb.findings.keys())
+    window = "15m" if args.window is None else f"{max(1, round(args.window))}s"
+    baseline = None if args.baseline.strip() in ("0", "") else args.baseline
+    timeout = args.probe_timeout or 10.0
+    report = api.diagnose_prometheus(args.prometheus, args.instance, window=window, peers=args.peers,
+                                     baseline=baseline, timeout=timeout, observations=person, kb_dirs=args.kb,
+                                     checks=args.checks)
+    return _print(args, report.diagnosis)
