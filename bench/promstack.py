@@ -217,6 +217,7 @@ class SimHost:
     edac_since: float = field(default_factory=time.time)
     edac_base: float = 0.0  # errors counted before the last change of edac_per_s
     extra: str = ""
+    node: bool = True  # False: only ``extra`` (a service exporter simulated)
 
     def set_edac(self, per_s: float, now: float | None = None) -> None:
         """Errors from now on at ``per_s`` (the counter keeps what it counted: it never goes down)."""
@@ -226,6 +227,8 @@ class SimHost:
 
     def text(self, now: float | None = None) -> str:
         now = time.time() if now is None else now
+        if not self.node:
+            return self.extra
         t = max(0.0, now - self.start) + 10_000.0
         lines = []
         idle = max(0.0, 1.0 - self.busy - self.iowait)

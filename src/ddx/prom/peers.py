@@ -49,6 +49,7 @@ FLEET_SHARE = 0.5  # more than this share of the peers show it: fleet-wide
 ALONE_SHARE = 0.1  # at most this share of the peers show it: this host alone
 MAD_SIGMA = 1.4826  # MAD to standard deviation for normal data
 IQR_SIGMA = 1.349  # IQR to standard deviation for normal data
+Z_CAP = 1000.0  # beyond this a z-score says nothing more
 SCOPE_IDS = ("scope.all_hosts", "scope.peer_host_healthy_same_software", "scope.single_host")
 
 
@@ -61,7 +62,8 @@ def robust(values: Sequence[float]) -> tuple[float, float]:
 def _z(row: Row, x: float, center: float, spread: float) -> float:
     scale = max(spread, 0.05 * abs(row.threshold), 1e-9)
     z = (x - center) / scale
-    return -z if row.op == "<" else z
+    z = -z if row.op == "<" else z
+    return max(-Z_CAP, min(Z_CAP, z))
 
 
 @dataclass(frozen=True)
