@@ -116,7 +116,7 @@ def rank(client: PromClient, kb: KnowledgeBase, *, job: str | None = None, windo
     by_job: dict[str, list[Key]] = {}
     for k in table.keys:
         by_job.setdefault(k[0], []).append(k)
-    found = {k: [f for f in findings_of(table, k) if f.id in kb.findings] for k in table.keys}
+    found = {k: [f for f in findings_of(table, k, detail=False) if f.id in kb.findings] for k in table.keys}
     cache: dict[tuple[Any, ...], tuple[str, str, float, str]] = {}
     out = []
     for jname, keys in by_job.items():

@@ -159,10 +159,12 @@ def evidence_of(v: Value, key: Key, window: str) -> Evidence:
     return Evidence(source=f"{SOURCE}: {query}", summary=summary, value=value, threshold=row.threshold, unit=row.unit)
 
 
-def findings_of(table: Table, key: Key, keys: Iterable[Key] | None = None) -> list[Finding]:
+def findings_of(table: Table, key: Key, keys: Iterable[Key] | None = None, *, detail: bool = True) -> list[Finding]:
     """One finding per id of the map for the instance ``key`` (also reading the rows of ``keys``,
     the same instance's other jobs): present if a row crosses its line, absent if rows were read
-    and none crossed, unknown if no row could be read (its evidence names what is not exported)."""
+    and none crossed, unknown if no row could be read (its evidence names what is not exported).
+    ``detail`` False (the fleet's thousand instances): evidence for present findings only, no
+    unknown findings."""
     by_id: dict[str, list[tuple[Value, Key]]] = {}
     for k in [key, *(keys or ())]:
         for i, row in enumerate(ROWS):
@@ -175,7 +177,12 @@ def findings_of(table: Table, key: Key, keys: Iterable[Key] | None = None) -> li
             state, chosen = State.PRESENT, present
         elif absent:
             state, chosen = State.ABSENT, absent
-        else:
+        elif detail:
             state, chosen = State.UNKNOWN, vals[:1]
+        else:
+            continue
+        if not detail and state is not State.PRESENT:
+            out.append(Finding(fid, state, SOURCE))
+            continue
         out.append(Finding(fid, state, SOURCE, tuple(evidence_of(v, k, table.window) for v, k in chosen)))
     return sorted(out, key=lambda f: f.id)
