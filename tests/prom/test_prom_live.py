@@ -268,3 +268,21 @@ def test_bad_input_is_one_line_and_exit_2(fleet: Fleet, case: str) -> None:
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0] and "Traceback" not in r.stderr, r.stderr
+
+
+def test_peers_given_as_label_matchers(fleet: Fleet) -> None:
+    # against the batch hosts, which all have a full disk, web0's full disk is fleet-wide
+    out = diagnose_json(fleet, fleet.web[0], "--peers", 'job="batch"')
+    s = states(out)
+    assert s["scope.all_hosts"] == "present" and s["scope.single_host"] == "absent"
+    assert out["prometheus"]["peers"]["peers"] == 4 and out["prometheus"]["peer_group"] == 'job="batch"'
+
+
+def test_the_instance_against_its_own_history(fleet: Fleet) -> None:
+    from ddx import api
+
+    report = api.diagnose_prometheus(fleet.url, fleet.web[0], window="5s", baseline="20s")
+    hist = {h["metric"]: h for h in report.meta["prometheus"]["history"]}
+    assert hist["filesystem space free"]["baseline_median"] == 0  # full from the start: no shift
+    assert hist["filesystem space free"]["z"] == 0
+    assert hist["memory available"]["baseline_median"] == pytest.approx(50.0)

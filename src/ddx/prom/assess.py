@@ -28,7 +28,7 @@ from ddx.prom.peers import (
     scope_findings,
 )
 
-__all__ = ["Assessment", "check_duration", "find_instance", "instance_evidence", "symptom_ids"]
+__all__ = ["Assessment", "check_duration", "duration_seconds", "find_instance", "instance_evidence", "symptom_ids"]
 
 _DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w)$")
 
@@ -43,6 +43,15 @@ def check_duration(text: str, option: str) -> str:
 
         raise UsageError(f"{option} {text!r}: not a duration such as 900s, 15m, 1h or 1d")
     return t
+
+
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds of a duration ``check_duration`` accepted."""
+    m = re.fullmatch(r"([0-9]+)(ms|s|m|h|d|w)", text)
+    return float(m.group(1)) * _SECONDS[m.group(2)] if m else 0.0
 
 
 def symptom_ids(kb: KnowledgeBase) -> set[str]:
@@ -118,7 +127,7 @@ def instance_evidence(
     note = ""
     if baseline:
         for key in mine:
-            shifts += history(client, table, key, baseline)
+            shifts += history(client, table, key, baseline, step=f"{max(1, int(duration_seconds(baseline) / 100))}s")
         if not shifts:
             note = f"no history in the {baseline} before the window"
     known = [f for f in findings if f.id in kb.findings] + [f for f in scope.findings if f.id in kb.findings]

@@ -24,7 +24,7 @@ symptom findings and how many of its peers show the same:
   than ``MIN_PEERS`` peers were read for its symptoms.
 
 The own-history shift: the same expression's median and interquartile range over
-the baseline before the window (``quantile_over_time`` over a subquery), and the
+the baseline before the window (``quantile_over_time`` over a subquery of about 100 steps), and the
 robust z of the value now against them (IQR / 1.349 is the robust sigma).
 """
 
@@ -231,8 +231,8 @@ class Shift:
 
 
 def history(client: PromClient, table: Table, key: Key, baseline: str, step: str = "5m") -> list[Shift]:
-    """The instance's rows now against their median and IQR over ``baseline`` before the window
-    (rows without history, or not read now, are left out)."""
+    """The instance's rows now against their median and IQR over ``baseline`` before the window,
+    sampled every ``step`` (rows without history, or not read now, are left out)."""
     from ddx.prom.instance import selector
 
     rows = [(i, row) for i, row in enumerate(ROWS) if table.value(i, key).value is not None]
