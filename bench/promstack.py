@@ -28,6 +28,7 @@ import yaml
 PROMETHEUS = "/usr/bin/prometheus"
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 REDIS_EXPORTER = "/usr/bin/prometheus-redis-exporter"
+BLACKBOX_EXPORTER = "/usr/bin/prometheus-blackbox-exporter"
 
 
 def free_port() -> int:
@@ -76,6 +77,7 @@ class PromStack:
     interval: str = "1s"
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     jobs: dict[str, list[str]] = field(default_factory=dict)
+    custom: list[dict[str, Any]] = field(default_factory=list)  # scrape configs as written (blackbox jobs)
     port: int = 0
 
     @property
@@ -132,6 +134,27 @@ class PromStack:
         self.jobs.setdefault(job, []).append(address)
         return address
 
+    def blackbox(self, job: str, modules: dict[str, Any], targets: dict[str, list[str]],
+                 exporter: str = BLACKBOX_EXPORTER) -> str:
+        """A blackbox_exporter with ``modules``, and a scrape job per module probing its ``targets``
+        (the target becomes the ``instance`` label, as the exporter's documentation configures it)."""
+        cfg = self.root / f"{job}.yml"
+        cfg.write_text(yaml.safe_dump({"modules": modules}))
+        port = free_port()
+        p = self.spawn(job, [exporter, f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}"])
+        wait_port(port, "blackbox_exporter", p)
+        for module, addrs in targets.items():
+            self.custom.append({
+                "job_name": f"{job}-{module}" if len(targets) > 1 else job, "metrics_path": "/probe",
+                "params": {"module": [module]}, "static_configs": [{"targets": addrs}],
+                "relabel_configs": [
+                    {"source_labels": ["__address__"], "target_label": "__param_target"},
+                    {"source_labels": ["__param_target"], "target_label": "instance"},
+                    {"target_label": "__address__", "replacement": f"127.0.0.1:{port}"},
+                ],
+            })
+        return f"127.0.0.1:{port}"
+
     def target(self, job: str, address: str) -> None:
         self.jobs.setdefault(job, []).append(address)
 
@@ -140,7 +163,7 @@ class PromStack:
         cfg = {
             "global": {"scrape_interval": self.interval, "scrape_timeout": self.interval},
             "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}
-                               for job, targets in self.jobs.items()],
+                               for job, targets in self.jobs.items()] + self.custom,
             **(extra or {}),
         }
         path = self.root / "prometheus.yml"

@@ -137,3 +137,12 @@ def test_the_client_takes_only_http_urls_and_never_shows_a_password() -> None:
     with pytest.raises(PromError) as err:
         c.query("up")
     assert "s3cret" not in str(err.value) and "cannot reach Prometheus at http://admin:" in str(err.value)
+
+
+def test_label_values_are_quoted_for_promql() -> None:
+    from ddx.prom.instance import selector
+
+    assert selector(job='we"b\\1') == 'job="we\\"b\\\\1"'
+    assert selector(job="node", instance="h:9100") == 'job="node",instance="h:9100"'
+    assert selector() == 'job=~".+"'
+    assert selector(matchers='{role="web"}') == 'role="web"'

@@ -7,7 +7,9 @@ scrape interval 1 s, private tsdb) scraping real exporters on loopback:
 - job ``batch``: four such hosts, every one with a full disk (a fleet-wide fault);
 - job ``memcached``: one simulated memcached_exporter (no Debian package), memcached down;
 - job ``host``: a node_exporter with its default collectors (this machine);
-- job ``redis``: prometheus-redis-exporter against a redis-server the test starts and stops.
+- job ``redis``: prometheus-redis-exporter against a redis-server the test starts and stops;
+- job ``blackbox``: prometheus-blackbox-exporter probing an HTTPS server (Python's ssl) whose
+  certificate expired 3 days ago and a loopback port where nothing listens.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from promstack import (  # noqa: E402
+    BLACKBOX_EXPORTER,
     REDIS_EXPORTER,
     PromStack,
     SimHost,
@@ -69,6 +72,8 @@ class Fleet:
     real: str
     redis_exporter: str | None
     redis: subprocess.Popen[bytes] | None
+    expired_https: str | None
+    dead_tcp: str | None
 
 
 def ddx(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -88,11 +93,53 @@ def states(out: dict[str, Any]) -> dict[str, str]:
     return {f["id"]: f["state"] for f in out["findings"]}
 
 
+def stack_https(folder: Path) -> Any:
+    """An HTTPS server on a free loopback port (port 0) whose certificate expired 3 days ago."""
+    import datetime as dt
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired.test")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=400))
+            .not_valid_after(now - dt.timedelta(days=3)).sign(key, hashes.SHA256()))
+    (folder / "expired.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "expired.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(folder / "expired.crt", folder / "expired.key")
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
     with tempfile.TemporaryDirectory(prefix="ddx-prom-") as tmp:
         stack = PromStack(Path(tmp))
         writer = None
+        servers: list[Any] = []
         try:
             web = [(stack.textfile_host(f"web{i}", "node"), SimHost()) for i in range(5)]
             web[0][1].fs_avail = 0  # the root filesystem of web0 is full
@@ -113,16 +160,30 @@ def fleet() -> Iterator[Fleet]:
                 wait_port(eport, "redis exporter", exporter)
                 redis_exporter = f"127.0.0.1:{eport}"
                 stack.target("redis", redis_exporter)
+            expired_https, dead_tcp = None, None
+            if os.access(BLACKBOX_EXPORTER, os.X_OK):
+                https = stack_https(Path(tmp))
+                servers.append(https)
+                expired_https = f"https://127.0.0.1:{https.server_address[1]}/"
+                dead_tcp = f"127.0.0.1:{free_port()}"
+                stack.blackbox("blackbox", {
+                    "https": {"prober": "http", "timeout": "2s", "http": {"tls_config": {"insecure_skip_verify": True}}},
+                    "tcp": {"prober": "tcp", "timeout": "1s"},
+                }, {"https": [expired_https], "tcp": [dead_tcp]})
             url = stack.prometheus()
             # rate() and increase() need a few samples of every target
-            n = len(stack.jobs["node"]) + len(stack.jobs["batch"]) + 2 + (1 if redis_exporter else 0)
+            n = len(stack.jobs["node"]) + len(stack.jobs["batch"]) + 2 + (1 if redis_exporter else 0) \
+                + (2 if expired_https else 0)
             stack.wait_until("count_over_time(up[1m]) >= 5", "scrapes", count=n)
             yield Fleet(stack, url, [h.address for h, _ in web], [h.address for h, _ in batch], mc[0].address, real,
-                        redis_exporter, redis)
+                        redis_exporter, redis, expired_https, dead_tcp)
         finally:
             if writer is not None:
                 writer.close()
             stack.close()
+            for srv in servers:
+                srv.shutdown()
+                srv.server_close()
 
 
 def test_one_host_with_a_full_disk_is_diagnosed_as_this_host_alone(fleet: Fleet) -> None:
@@ -286,3 +347,17 @@ def test_the_instance_against_its_own_history(fleet: Fleet) -> None:
     assert hist["filesystem space free"]["baseline_median"] == 0  # full from the start: no shift
     assert hist["filesystem space free"]["z"] == 0
     assert hist["memory available"]["baseline_median"] == pytest.approx(50.0)
+
+
+def test_blackbox_reports_an_expired_certificate_and_a_dead_port(fleet: Fleet) -> None:
+    if fleet.expired_https is None or fleet.dead_tcp is None:
+        pytest.skip("needs prometheus-blackbox-exporter")
+    out = diagnose_json(fleet, fleet.expired_https)
+    s = states(out)
+    assert s["tls.cert_expired"] == "present" and s["svc.down"] == "absent"  # it answers, with an expired certificate
+    assert out["hypotheses"][0]["id"] == "tls-certificate-expired"
+    ev = next(f for f in out["findings"] if f["id"] == "tls.cert_expired")["evidence"][0]
+    assert "probe_ssl_earliest_cert_expiry" in ev["source"] and -4 * 86400 < ev["value"] < -2 * 86400
+    assert "-3.0 days" in ev["summary"]
+    s = states(diagnose_json(fleet, fleet.dead_tcp))
+    assert s["svc.down"] == "present" and "tls.cert_expired" not in s  # a TCP probe reads no certificate

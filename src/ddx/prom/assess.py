@@ -17,7 +17,7 @@ from typing import Any
 from ddx.kb.model import KnowledgeBase
 from ddx.model import Finding
 from ddx.prom.client import PromClient, PromError
-from ddx.prom.instance import Key, Table, findings_of, read_table, selector
+from ddx.prom.instance import Key, Table, findings_of, quote, read_table, selector
 from ddx.prom.peers import (
     PeerStat,
     Scope,
@@ -110,7 +110,12 @@ def instance_evidence(
     instances the label matchers ``peers`` select), and its shift against ``baseline`` of history."""
     jobs = find_instance(client, instance, at=at)
     by_job = peers is None
-    sel = selector(matchers=f'job=~"{"|".join(re.escape(j) for j in jobs)}"') if by_job else selector(matchers=peers)
+    if not by_job:
+        sel = selector(matchers=peers)
+    elif len(jobs) == 1:
+        sel = selector(job=jobs[0])
+    else:  # a regular expression in a PromQL string: its backslashes doubled
+        sel = selector(matchers=f'job=~"{quote("|".join(re.escape(j) for j in jobs))}"')
     table = read_table(client, sel, window, at=at)
     mine = [(j, instance) for j in jobs]
     if not any(k in table.targets or k in table.exported for k in mine):  # --peers left the instance out

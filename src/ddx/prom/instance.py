@@ -18,7 +18,7 @@ from ddx.model import Evidence, Finding, State
 from ddx.prom.client import PromClient, Sample
 from ddx.prom.metricmap import BY, ROWS, Row, exported_names, render
 
-__all__ = ["Key", "Table", "Value", "findings_of", "read_table", "selector", "show_value"]
+__all__ = ["Key", "Table", "Value", "findings_of", "quote", "read_table", "selector", "show_value"]
 
 Key = tuple[str, str]  # (job, instance) as Prometheus labels them
 SOURCE = "prometheus"
@@ -76,7 +76,8 @@ class Table:
         return Value(row, State.PRESENT if present else State.ABSENT, got, extra)
 
 
-def _quote(text: str) -> str:
+def quote(text: str) -> str:
+    """``text`` inside a PromQL double-quoted string."""
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
@@ -84,9 +85,9 @@ def selector(job: str | None = None, instance: str | None = None, matchers: str 
     """Label matchers (without braces) for a job, an instance and/or extra matchers."""
     parts = []
     if job is not None:
-        parts.append(f'job="{_quote(job)}"')
+        parts.append(f'job="{quote(job)}"')
     if instance is not None:
-        parts.append(f'instance="{_quote(instance)}"')
+        parts.append(f'instance="{quote(instance)}"')
     if matchers:
         parts.append(matchers.strip().strip("{}").strip().rstrip(","))
     return ",".join(parts) or 'job=~".+"'

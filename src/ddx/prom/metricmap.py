@@ -196,9 +196,10 @@ ROWS: tuple[Row, ...] = (
         "100 * max_over_time(memcached_current_connections{$SEL}[$W]) / (memcached_max_connections{$SEL} > 0)", ">=",
         90.0, "%", ("memcached_current_connections", "memcached_max_connections"),
         "as the postgres probe's connections_percent", family="memcached"),
-    Row("svc.db_replication_lag_high", "postgres replica lag", "max", "max_over_time(pg_replication_lag{$SEL}[$W])",
-        ">", 30.0, "s", ("pg_replication_lag",), "redis probe replication_lag_s (the same line for postgres)",
-        family="postgres"),
+    *(Row("svc.db_replication_lag_high", "postgres replica lag", "max", f"max_over_time({metric}{{$SEL}}[$W])",
+          ">", 30.0, "s", (metric,), "redis probe replication_lag_s (the same line for postgres)", family="postgres")
+      # postgres_exporter 0.11 names it pg_replication_lag; 0.13 and later pg_replication_lag_seconds
+      for metric in ("pg_replication_lag", "pg_replication_lag_seconds")),
     Row("svc.cache_evictions_high", "redis keys evicted", "max", "rate(redis_evicted_keys_total{$SEL}[$W])", ">=", 1.0,
         "/s", ("redis_evicted_keys_total",), "redis probe evictions_per_s", family="redis",
         also=Cond("keys evicted in the window", "increase(redis_evicted_keys_total{$SEL}[$W])", ">=", 5.0)),
