@@ -192,7 +192,8 @@ def diagnose_prometheus(
     """Diagnose ``instance`` (its ``instance`` label) from the metrics Prometheus at ``url`` holds
     over ``window`` (a PromQL duration) before ``at`` (now), against its peers (the other instances
     of its job, or those the label matchers ``peers`` select: ``'role="web"'``) and its own
-    ``baseline`` of history (None: no history). ``meta["prometheus"]`` holds the peer statistics."""
+    ``baseline`` of history (None: no history). ``meta["prometheus"]`` holds the peer statistics,
+    ``meta["warnings"]`` what a person must know beside the diagnosis (the target is down)."""
     from ddx.prom.assess import check_duration, instance_evidence
     from ddx.prom.client import PromClient
 
@@ -201,7 +202,7 @@ def diagnose_prometheus(
     kb = load_knowledge(kb_dirs)
     client = PromClient(url, timeout=timeout)
     a = instance_evidence(client, instance, kb, window=window, peers=peers, baseline=baseline, at=at)
-    meta: dict[str, Any] = {"mode": "prometheus", "host": instance,
+    meta: dict[str, Any] = {"mode": "prometheus", "host": instance, "warnings": a.warnings(),
                             "prometheus": a.meta(client.shown, window, peers or f'job="{",".join(a.jobs)}"')}
     d, findings, _ = _judge(kb, a.findings, observations, None, meta, checks)
     return Report(d, tuple(findings), host=instance, meta=meta)

@@ -74,6 +74,7 @@ class Fleet:
     redis: subprocess.Popen[bytes] | None
     expired_https: str | None
     dead_tcp: str | None
+    gone: str
 
 
 def ddx(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -146,7 +147,8 @@ def fleet() -> Iterator[Fleet]:
             web[1][1].edac_per_s = 0.5  # web1 counts new EDAC memory errors
             batch = [(stack.textfile_host(f"batch{i}", "batch"), SimHost(fs_avail=0)) for i in range(4)]
             mc = (stack.textfile_host("memcached", "memcached"), SimHost(node=False, extra=MEMCACHED_DOWN))
-            writer = Writer([*web, *batch, mc])
+            gone = (stack.textfile_host("gone", "gone"), SimHost())  # its exporter is stopped by a test
+            writer = Writer([*web, *batch, mc, gone])
             real = stack.node_exporter("real", "host")
             redis_exporter, redis = None, None
             if os.access(REDIS_EXPORTER, os.X_OK) and shutil.which("redis-server"):
@@ -172,11 +174,11 @@ def fleet() -> Iterator[Fleet]:
                 }, {"https": [expired_https], "tcp": [dead_tcp]})
             url = stack.prometheus()
             # rate() and increase() need a few samples of every target
-            n = len(stack.jobs["node"]) + len(stack.jobs["batch"]) + 2 + (1 if redis_exporter else 0) \
+            n = len(stack.jobs["node"]) + len(stack.jobs["batch"]) + 3 + (1 if redis_exporter else 0) \
                 + (2 if expired_https else 0)
             stack.wait_until("count_over_time(up[1m]) >= 5", "scrapes", count=n)
             yield Fleet(stack, url, [h.address for h, _ in web], [h.address for h, _ in batch], mc[0].address, real,
-                        redis_exporter, redis, expired_https, dead_tcp)
+                        redis_exporter, redis, expired_https, dead_tcp, gone[0].address)
         finally:
             if writer is not None:
                 writer.close()
@@ -361,3 +363,23 @@ def test_blackbox_reports_an_expired_certificate_and_a_dead_port(fleet: Fleet) -
     assert "-3.0 days" in ev["summary"]
     s = states(diagnose_json(fleet, fleet.dead_tcp))
     assert s["svc.down"] == "present" and "tls.cert_expired" not in s  # a TCP probe reads no certificate
+
+
+def test_a_target_prometheus_cannot_scrape_is_said_and_ranked(fleet: Fleet) -> None:
+    exporter = next(p for name, p in fleet.stack.procs if name == "gone")
+    fleet.stack.stop(exporter)
+    fleet.stack.wait_until(f'up{{instance="{fleet.gone}"}} == 0', "up 0", timeout=30)
+    r = ddx("diagnose", "--prometheus", fleet.url, "--instance", fleet.gone, "--window", WINDOW, "--json")
+    assert r.returncode == 0, r.stderr
+    assert f"warning: Prometheus cannot scrape {fleet.gone} now" in r.stderr
+    out = json.loads(r.stdout)
+    jsonschema.validate(out, DIAGNOSIS)
+    assert out["prometheus"]["target_down"] == ["gone"]
+    s = states(out)
+    # gauges read now are stale (unknown, not absent); counters over the window still count what
+    # was scraped in it before the target went away
+    assert "disk.space_exhausted" not in s and "memory.available_low" not in s
+    assert "present" not in s.values()
+    r = ddx("fleet", "--prometheus", fleet.url, "--job", "gone", "--window", WINDOW, "--json")
+    entry = json.loads(r.stdout)[0]
+    assert entry["up"] is False and entry["sickness"] == 1.0

@@ -127,4 +127,8 @@ def _prometheus(args: argparse.Namespace) -> int:
     report = api.diagnose_prometheus(args.prometheus, args.instance, window=window, peers=args.peers,
                                      baseline=baseline, timeout=timeout, observations=person, kb_dirs=args.kb,
                                      checks=args.checks)
+    from ddx.render.safe import printable
+
+    for w in report.meta.get("warnings", []):
+        print(f"ddx: warning: {printable(w)}", file=sys.stderr)
     return _print(args, report.diagnosis)

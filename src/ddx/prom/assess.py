@@ -83,6 +83,7 @@ class Assessment:
     stats: list[PeerStat]
     shifts: list[Shift] = field(default_factory=list)
     baseline_note: str = ""
+    down: list[str] = field(default_factory=list)  # jobs whose target of this instance Prometheus cannot scrape
 
     def meta(self, shown_url: str, window: str, peers: str) -> dict[str, Any]:
         return {
@@ -92,7 +93,15 @@ class Assessment:
             "outliers": [s.to_dict() for s in self.stats if s.outlier],
             "history": [s.to_dict() for s in self.shifts] if self.shifts else [],
             **({"history_note": self.baseline_note} if self.baseline_note else {}),
+            **({"target_down": self.down} if self.down else {}),
         }
+
+    def warnings(self) -> list[str]:
+        """What a person must know beside the diagnosis."""
+        if not self.down:
+            return []
+        return [f"Prometheus cannot scrape {self.instance} now (up == 0 in job {', '.join(self.down)}): "
+                "its metrics are missing, so their findings are unknown; the host or its exporter may be down"]
 
 
 def group_peers(table: Table, mine: Sequence[Key], by_job: bool) -> list[Key]:
@@ -136,4 +145,5 @@ def instance_evidence(
         if not shifts:
             note = f"no history in the {baseline} before the window"
     known = [f for f in findings if f.id in kb.findings] + [f for f in scope.findings if f.id in kb.findings]
-    return Assessment(instance, jobs, known, scope, stats, shifts, note)
+    down = [k[0] for k in mine if table.up(k) is False]
+    return Assessment(instance, jobs, known, scope, stats, shifts, note, down)

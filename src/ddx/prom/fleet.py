@@ -10,7 +10,9 @@ A present symptom counts by how rare it is outside the causes that explain it
 (its leak ``fp_rate`` in findings.yaml: inodes exhausted, 0.005, counts 2.3; a
 full disk, 0.02, 1.7); an outlier that crosses no line counts half a point, so
 an instance drifting away from its peers ranks above a healthy one but below
-one with a symptom. Ties: the higher probability of the leading cause, then
+one with a symptom. A target Prometheus cannot scrape now (``up == 0``) adds
+``DOWN_WEIGHT`` (1): its metrics, so its findings, are unknown, and the host or its
+exporter may be down. Ties: the higher probability of the leading cause, then
 job and instance. Context findings (scope) never count.
 
 The diagnosis of each instance is the engine's with no next checks; instances
@@ -38,9 +40,10 @@ from ddx.prom.peers import (
     scope_findings,
 )
 
-__all__ = ["OUTLIER_WEIGHT", "FleetEntry", "rank", "sickness"]
+__all__ = ["DOWN_WEIGHT", "OUTLIER_WEIGHT", "FleetEntry", "rank", "sickness"]
 
 OUTLIER_WEIGHT = 0.5
+DOWN_WEIGHT = 1.0  # a target Prometheus cannot scrape: its findings are unknown, but it is not healthy
 EXACT_PEERS = 50  # above this many instances in a job, a row's peer median and MAD include the instance itself
 
 
@@ -58,6 +61,7 @@ class FleetEntry:
     outliers: list[PeerStat] = field(default_factory=list)
     scope: str = ""
     status: str = ""
+    up: bool = True  # False: Prometheus cannot scrape the target now
 
     @property
     def present(self) -> list[Finding]:
@@ -67,6 +71,7 @@ class FleetEntry:
         return {
             "instance": self.instance, "job": self.job, "cause": self.cause, "cause_name": self.name,
             "probability": round(self.probability, 4), "status": self.status, "sickness": round(self.sickness, 3),
+            "up": self.up,
             "scope": self.scope or None,
             "findings": [f.to_dict() for f in self.present],
             "outliers": [s.to_dict() for s in self.outliers],
@@ -134,7 +139,8 @@ def rank(client: PromClient, kb: KnowledgeBase, *, job: str | None = None, windo
             cause, name, prob, verdict = cache[sig]
             outliers = [s for s in stats[k] if s.z > OUTLIER_Z]
             where = next((f.id for f in scope.findings if f.state is State.PRESENT and f.id != "scope.peer_host_healthy_same_software"), "")
-            out.append(FleetEntry(k[1], jname, cause, name, prob, sickness(evidence, len(outliers), kb),
-                                  evidence, outliers, where, verdict))
+            up = table.up(k) is not False
+            score = sickness(evidence, len(outliers), kb) + (0.0 if up else DOWN_WEIGHT)
+            out.append(FleetEntry(k[1], jname, cause, name, prob, score, evidence, outliers, where, verdict, up))
     out.sort(key=lambda e: (-e.sickness, -e.probability, e.job, e.instance))
     return out

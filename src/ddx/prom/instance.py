@@ -71,9 +71,15 @@ class Table:
         extra = self.also[i].get(key) if row.also is not None else None
         present = row.crosses(got)
         if present and row.also is not None:
-            floor = extra if extra is not None and not math.isnan(extra) else 0.0
-            present = row.also.holds(floor)
+            if extra is None or math.isnan(extra):  # the second condition could not be read
+                return Value(row, State.UNKNOWN, got)
+            present = row.also.holds(extra)
         return Value(row, State.PRESENT if present else State.ABSENT, got, extra)
+
+    def up(self, key: Key) -> bool | None:
+        """Whether Prometheus scrapes the instance's target now (None: no ``up`` series)."""
+        v = self.targets.get(key)
+        return None if v is None else v >= 1
 
 
 def quote(text: str) -> str:
@@ -145,6 +151,9 @@ def evidence_of(v: Value, key: Key, window: str) -> Evidence:
     sel = selector(key[0], key[1])
     query = query_of(row, sel, window)
     job, inst = key
+    if v.state is State.UNKNOWN and v.value is not None and row.also is not None:
+        return Evidence(source=f"{SOURCE}: {query}", summary=f"{row.label} {show_value(v.value, row.unit)} on {inst}, "
+                        f"but {row.also.label} could not be read")
     if v.state is State.UNKNOWN:
         return Evidence(source=f"{SOURCE}: {query}", summary=f"{row.label}: {inst} ({job}) does not export "
                         + ", ".join(row.needs))

@@ -25,8 +25,8 @@ def render_fleet_terminal(entries: Sequence[FleetEntry], *, top: int = 20, width
     head = f"{'#':>3}  {'instance':<24} {'job':<12} {'sick':>5}  {'leading cause':<26} {'prob':>6}  {'scope':<15} findings"
     lines.append(head)
     for n, e in enumerate(entries[:top], 1):
-        present = [f.id for f in e.present if not f.id.startswith("scope.")]
-        quiet = e.sickness == 0 and e.status == "nothing_wrong"
+        present = [f.id for f in e.present if not f.id.startswith("scope.")] + ([] if e.up else ["(target down)"])
+        quiet = e.sickness == 0 and e.status == "nothing_wrong" and e.up
         cause, prob = ("(nothing wrong)", "-") if quiet else (e.cause, _pct(e.probability))
         row = (f"{n:>3}  {clip(printable(e.instance), 24):<24} {clip(printable(e.job), 12):<12} {e.sickness:>5.1f}  "
                f"{clip(cause, 26):<26} {prob:>6}  {SCOPE.get(e.scope, ''):<15} "
