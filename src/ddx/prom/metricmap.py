@@ -33,6 +33,8 @@ FS = (f'$SEL,fstype!~"{"|".join(t.replace(".", "[.]") for t in PSEUDO_TYPES)}",'
       f'mountpoint!~"{"|".join(p + ".*" for p in SKIP_PREFIXES)}"')
 NIC = '$SEL,device!="lo"'
 DAY = 86400.0
+SERVICES = (("postgres", "pg_up"), ("redis", "redis_up"), ("memcached", "memcached_up"), ("nginx", "nginx_up"),
+            ("mysql", "mysql_up"))  # (family, the exporter's "service answers" gauge)
 
 
 @dataclass(frozen=True)
@@ -180,13 +182,23 @@ ROWS: tuple[Row, ...] = (
     # --- services (their exporters) -----------------------------------------------------------
     *(Row("svc.down", f"{name} answering the exporter (1 up)", "min", f"min_over_time({metric}{{$SEL}}[$W])", "<", 1.0,
           "", (metric,), f"{name} exporter: {metric} 0 when it cannot reach the service", family=name)
-      for name, metric in (("postgres", "pg_up"), ("redis", "redis_up"), ("memcached", "memcached_up"),
-                           ("nginx", "nginx_up"), ("mysql", "mysql_up"))),
+      for name, metric in SERVICES),
+    # Some exporters fail the whole scrape when their service is gone (postgres_exporter 0.11 answers
+    # HTTP 500): then no `pg_up 0` comes, the target's `up` drops to 0. A target that exported the
+    # service's `*_up` in the window and could not be scraped in it: the service or its exporter is down.
+    *(Row("svc.down", f"{name} exporter scraped (up; 1 yes)", "min",
+          f"min_over_time(up{{$SEL}}[$W]) and on ({BY}) group by ({BY}) (max_over_time({metric}{{$SEL}}[$W]))", "<",
+          1.0, "", (metric,), f"{name} exporter target failing its scrapes after it exported {metric}", family=name)
+      for name, metric in SERVICES),
     Row("svc.down", "blackbox probe succeeding (1 yes)", "min", "min_over_time(probe_success{$SEL}[$W])", "<", 1.0, "",
         ("probe_success",), "blackbox exporter: the probed endpoint did not answer as expected", family="blackbox"),
-    Row("svc.db_connections_near_max", "postgres connections of max_connections", "max",
-        f"100 * sum by ({BY}) (pg_stat_activity_count{{$SEL}}) / max by ({BY}) (pg_settings_max_connections{{$SEL}} > 0)",
-        ">=", 90.0, "%", ("pg_stat_activity_count", "pg_settings_max_connections"), "postgres probe connections_percent",
+    # The postgres probe's share: sessions of the slots ordinary roles may use (max_connections less the
+    # superuser reserve); postgres_exporter counts sessions by database and state, its own one included.
+    Row("svc.db_connections_near_max", "postgres sessions of the slots ordinary roles may use", "max",
+        f"100 * sum by ({BY}) (pg_stat_activity_count{{$SEL}}) / max by ({BY}) "
+        "((pg_settings_max_connections{$SEL} - pg_settings_superuser_reserved_connections{$SEL}) > 0)",
+        ">=", 90.0, "%", ("pg_stat_activity_count", "pg_settings_max_connections",
+                          "pg_settings_superuser_reserved_connections"), "postgres probe connections_percent",
         family="postgres"),
     Row("svc.db_connections_near_max", "redis clients of maxclients", "max",
         "100 * max_over_time(redis_connected_clients{$SEL}[$W]) / (redis_config_maxclients{$SEL} > 0)", ">=", 90.0, "%",
