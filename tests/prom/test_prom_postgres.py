@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,8 +39,6 @@ def prom(pg: Pg) -> Iterator[tuple[PromStack, str]]:  # noqa: F811 - the fixture
             port = free_port()
             env_dsn = f"postgresql://postgres@127.0.0.1:{pg.port}/postgres?sslmode=disable"
             with open(Path(tmp) / "pg-exporter.log", "ab") as log:
-                import subprocess
-
                 p = subprocess.Popen([PG_EXPORTER, f"--web.listen-address=127.0.0.1:{port}"], stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                      env={**os.environ, "DATA_SOURCE_NAME": env_dsn})
@@ -45,7 +46,7 @@ def prom(pg: Pg) -> Iterator[tuple[PromStack, str]]:  # noqa: F811 - the fixture
             wait_port(port, "postgres_exporter", p)
             address = f"127.0.0.1:{port}"
             stack.target("postgres", address)
-            url = stack.prometheus()
+            stack.prometheus()
             stack.wait_until(f'count_over_time(pg_up{{instance="{address}"}}[1m]) >= 3', "pg_up scraped")
             yield stack, address
         finally:
@@ -65,8 +66,6 @@ def test_postgres_connections_near_max_then_down(pg: Pg, prom: tuple[PromStack, 
     assert s["svc.down"] == "absent" and s["svc.db_connections_near_max"] == "absent"
     # max_connections 10 with 3 reserved: 7 slots for ordinary roles, which app sessions fill beside
     # the exporter's own (it keeps two or three); a client turned away is started again
-    import time
-
     busy = ("select count(*) >= 7 from pg_stat_activity where backend_type = 'client backend' "
             "and pid <> pg_backend_pid()")
     sessions = [pg.client("SELECT pg_sleep(120)") for _ in range(7)]
@@ -82,8 +81,6 @@ def test_postgres_connections_near_max_then_down(pg: Pg, prom: tuple[PromStack, 
     stack.wait_until(f'sum(pg_stat_activity_count{{instance="{address}"}}) <= 2', "sessions gone")
     # the server stops: postgres_exporter 0.11 then fails the whole scrape (HTTP 500), so no
     # pg_up 0 comes; the target that exported pg_up a moment ago is down
-    import signal
-
     os.killpg(pg.proc.pid, signal.SIGINT)  # fast shutdown (the fixture's own way); its clean-up finds it gone
     pg.proc.wait(timeout=30)
     stack.wait_until(f'up{{instance="{address}"}} == 0 or pg_up{{instance="{address}"}} == 0', "postgres gone",
