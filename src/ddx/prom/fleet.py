@@ -92,7 +92,7 @@ def _job_stats(table: Any, keys: list[Key]) -> dict[Key, list[PeerStat]]:
     """Peer statistics of every instance of one job (exact leave-one-out for small jobs,
     the job's own median and MAD for large ones)."""
     from ddx.prom.metricmap import ROWS
-    from ddx.prom.peers import MAD_SIGMA, _z, peer_stats
+    from ddx.prom.peers import MAD_SIGMA, peer_stats, robust_z
 
     if len(keys) <= EXACT_PEERS:
         return {k: peer_stats(table, k, [p for p in keys if p != k]) for k in keys}
@@ -103,7 +103,7 @@ def _job_stats(table: Any, keys: list[Key]) -> dict[Key, list[PeerStat]]:
             continue
         med, mad = robust(list(vals.values()))
         for k, x in vals.items():
-            out[k].append(PeerStat(row, x, len(vals) - 1, med, mad, _z(row, x, med, MAD_SIGMA * mad)))
+            out[k].append(PeerStat(row, x, len(vals) - 1, med, mad, robust_z(row, x, med, MAD_SIGMA * mad)))
     return out
 
 

@@ -40,7 +40,7 @@ from ddx.prom.client import PromClient
 from ddx.prom.instance import SOURCE, Key, Table, query_of, show_value
 from ddx.prom.metricmap import ROWS, Row
 
-__all__ = ["ALONE_SHARE", "Counts", "peer_counts", "FLEET_SHARE", "MIN_PEERS", "OUTLIER_Z", "PeerStat", "Scope", "Shift", "history",
+__all__ = ["ALONE_SHARE", "Counts", "peer_counts", "robust_z", "FLEET_SHARE", "MIN_PEERS", "OUTLIER_Z", "PeerStat", "Scope", "Shift", "history",
            "peer_stats", "robust", "scope_findings"]
 
 MIN_PEERS = 3
@@ -59,7 +59,8 @@ def robust(values: Sequence[float]) -> tuple[float, float]:
     return med, statistics.median(abs(v - med) for v in values)
 
 
-def _z(row: Row, x: float, center: float, spread: float) -> float:
+def robust_z(row: Row, x: float, center: float, spread: float) -> float:
+    """How far ``x`` lies from ``center`` in units of ``spread`` (floored at 5% of the row's line), worse positive."""
     scale = max(spread, 0.05 * abs(row.threshold), 1e-9)
     z = (x - center) / scale
     z = -z if row.op == "<" else z
@@ -101,7 +102,7 @@ def peer_stats(table: Table, key: Key, peers: Sequence[Key]) -> list[PeerStat]:
         if len(vals) < MIN_PEERS:
             continue
         med, mad = robust(vals)
-        out.append(PeerStat(row, mine.value, len(vals), med, mad, _z(row, mine.value, med, MAD_SIGMA * mad)))
+        out.append(PeerStat(row, mine.value, len(vals), med, mad, robust_z(row, mine.value, med, MAD_SIGMA * mad)))
     return out
 
 
@@ -252,5 +253,5 @@ def history(client: PromClient, table: Table, key: Key, baseline: str, step: str
         if not med or not iqr or now is None or math.isnan(med[0].value):
             continue
         spread = iqr[0].value / IQR_SIGMA
-        out.append(Shift(row, now, med[0].value, spread, _z(row, now, med[0].value, spread)))
+        out.append(Shift(row, now, med[0].value, spread, robust_z(row, now, med[0].value, spread)))
     return out
