@@ -146,3 +146,32 @@ def test_label_values_are_quoted_for_promql() -> None:
     assert selector(job="node", instance="h:9100") == 'job="node",instance="h:9100"'
     assert selector() == 'job=~".+"'
     assert selector(matchers='{role="web"}') == 'role="web"'
+
+
+def test_a_large_job_finds_its_outlier_with_the_jobs_own_median() -> None:
+    from ddx.prom.fleet import EXACT_PEERS, _job_stats
+
+    keys = [("web", f"h{i}:9100") for i in range(EXACT_PEERS + 10)]
+    names = {"node_memory_MemAvailable_bytes", "node_memory_MemTotal_bytes"}
+    t = Table('job="web"', "5m", targets={k: 1.0 for k in keys}, exported={k: set(names) for k in keys})
+    i = next(n for n, r in enumerate(ROWS) if r.label == "memory available")
+    t.values = [{} for _ in ROWS]
+    t.values[i] = {k: 40.0 + (n % 5) for n, k in enumerate(keys)}
+    t.values[i][keys[7]] = 3.0  # 3% available where the others have 40-44%
+    t.also = [{} for _ in ROWS]
+    stats = _job_stats(t, keys)
+    assert [k for k in keys if any(s.outlier for s in stats[k])] == [keys[7]]
+    s = stats[keys[7]][0]
+    assert s.median == 42.0 and s.z > 3.5 and s.peers == len(keys) - 1
+
+
+def test_sickness_counts_rare_symptoms_more_and_never_context() -> None:
+    from ddx.api import load_knowledge
+    from ddx.prom.fleet import sickness
+
+    kb = load_knowledge()
+    rare = sickness([f("disk.inodes_exhausted")], 0, kb)
+    common = sickness([f("disk.space_low")], 0, kb)
+    assert rare > common > 0
+    assert sickness([f("scope.single_host"), f("disk.space_low", State.ABSENT)], 0, kb) == 0
+    assert sickness([], 2, kb) == 1.0
