@@ -68,11 +68,11 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{option}: an empty file name")
     if args.case and args.bundle:
         raise UsageError("give either --case or --from, not both")
-    if args.prometheus is not None or args.instance is not None:
-        return _prometheus(args)
     kb = api.load_knowledge(args.kb)
     person = observations(args.saw, args.ruled_out, kb.findings.keys())
-    if args.case:
+    if args.prometheus is not None or args.instance is not None:
+        report = _prometheus(args, person)
+    elif args.case:
         report, warnings = api.diagnose_case(args.case, observations=person, kb_dirs=args.kb, checks=args.checks)
         from ddx.render.safe import printable
 
@@ -87,10 +87,7 @@ def run(args: argparse.Namespace) -> int:
         report = api.diagnose_host(
             bundle=args.bundle, config=args.config, only=only, window=args.window, timeout=args.probe_timeout,
             budget=args.budget, targets=args.target, observations=person, kb_dirs=args.kb, checks=args.checks)
-    return _print(args, report.diagnosis)
-
-
-def _print(args: argparse.Namespace, d: Any) -> int:
+    d = report.diagnosis
     if args.json:
         from ddx.render.jsonout import render_json
 
@@ -108,27 +105,23 @@ def _print(args: argparse.Namespace, d: Any) -> int:
     return 0
 
 
-def _prometheus(args: argparse.Namespace) -> int:
+def _prometheus(args: argparse.Namespace, person: Any) -> Any:
     """``--prometheus URL --instance INSTANCE``: one instance from its metrics (ddx.api.diagnose_prometheus)."""
     from ddx import api
-    from ddx.cases import observations
     from ddx.errors import UsageError
+    from ddx.render.safe import printable
 
     if args.prometheus is None or args.instance is None:
         raise UsageError("--prometheus and --instance go together")
     for option, value in (("--case", args.case), ("--from", args.bundle), ("--target", args.target or None)):
         if value:
             raise UsageError(f"--prometheus reads the evidence from Prometheus: {option} does not apply")
-    kb = api.load_knowledge(args.kb)
-    person = observations(args.saw, args.ruled_out, kb.findings.keys())
     window = "15m" if args.window is None else f"{max(1, round(args.window))}s"
     baseline = None if args.baseline.strip() in ("0", "") else args.baseline
     timeout = args.probe_timeout or 10.0
     report = api.diagnose_prometheus(args.prometheus, args.instance, window=window, peers=args.peers,
                                      baseline=baseline, timeout=timeout, observations=person, kb_dirs=args.kb,
                                      checks=args.checks)
-    from ddx.render.safe import printable
-
     for w in report.meta.get("warnings", []):
         print(f"ddx: warning: {printable(w)}", file=sys.stderr)
-    return _print(args, report.diagnosis)
+    return report
