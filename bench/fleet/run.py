@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """What `ddx fleet` and `ddx diagnose --prometheus` cost on a fleet of 1,000 instances.
 
-    .venv/bin/python bench/fleet/run.py [--instances 1000] [--runs 5] [--interval 5s]
+    .venv/bin/python bench/fleet/run.py [--instances 1000] [--runs 5] [--interval 5s] [--window 5m] [--warm 300]
 
 Starts, in a temporary folder on loopback: one simulator process serving node_exporter's
 text format for N simulated hosts, each on its own port (asyncio, ports chosen by the
 kernel: bind port 0), and a real Prometheus (Debian package) scraping all N as targets of
 job ``sim``. One host has a fault: its root filesystem has 0 bytes free. Once every
-target has a few samples, it runs, as whole processes, `ddx fleet --job sim --json` and
+target has a few samples and ``--warm`` seconds of scraping have passed, it runs, as whole processes, `ddx fleet --job sim --json` and
 `ddx diagnose --prometheus --instance FAULTY --json` ``--runs`` times each, checks that
 the faulty host is ranked first and diagnosed as a full disk on that host alone, and prints
 the median and maximum wall time of each with the command. Stops everything at the end.
@@ -89,7 +89,9 @@ def main() -> None:
     ap.add_argument("--instances", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--interval", default="5s", help="Prometheus scrape interval (default 5s)")
-    ap.add_argument("--window", default="1m")
+    ap.add_argument("--window", default="5m", help="the incident window of the commands (default 5m)")
+    ap.add_argument("--warm", type=float, default=300.0,
+                    help="seconds of scraping before the runs, so that the window holds data (default 300)")
     ap.add_argument("--serve", metavar="FILE", help=argparse.SUPPRESS)
     ap.add_argument("--faulty", type=int, default=-1, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -121,14 +123,21 @@ def main() -> None:
             stack.wait_until('count_over_time(up{job="sim"}[1m]) >= 4 and up{job="sim"} == 1',
                              "every target scraped 4 times", timeout=600, count=len(ports))
             ready = time.monotonic() - t0
+            time.sleep(max(0.0, args.warm - ready))
             series = stack.query('count({job="sim"})')[0]["value"][1]
             faulty_addr = f"127.0.0.1:{ports[faulty]}"
             ddx = [sys.executable, "-m", "ddx"]
             fleet_cmd = [*ddx, "fleet", "--prometheus", url, "--job", "sim", "--window", args.window, "--json"]
             one_cmd = [*ddx, "diagnose", "--prometheus", url, "--instance", faulty_addr, "--window", args.window,
                        "--json"]
-            fleet_t, one_t = [], []
+            from ddx.prom.client import PromClient
+            from ddx.prom.instance import read_table, selector
+
+            fleet_t, one_t, table_t = [], [], []
             for _ in range(args.runs):
+                t1 = time.perf_counter()
+                read_table(PromClient(url), selector(job="sim"), args.window)
+                table_t.append(time.perf_counter() - t1)
                 took, r = _timed(fleet_cmd)
                 fleet_t.append(took)
                 out = json.loads(r.stdout)
@@ -147,9 +156,11 @@ def main() -> None:
 
     result = {
         "instances": len(ports), "series": int(series), "scrape_interval": args.interval, "window": args.window,
-        "runs": args.runs, "ready_seconds": round(ready, 1),
+        "runs": args.runs, "ready_seconds": round(ready, 1), "scraped_seconds_before_runs": round(max(ready, args.warm)),
         "fleet": {"command": show(fleet_cmd), "median_s": round(statistics.median(fleet_t), 2),
                   "max_s": round(max(fleet_t), 2)},
+        "fleet_queries_only": {"what": "ddx.prom.instance.read_table for the job, in-process (the PromQL part)",
+                               "median_s": round(statistics.median(table_t), 2), "max_s": round(max(table_t), 2)},
         "one_instance": {"command": show(one_cmd).replace(faulty_addr, "FAULTY"),
                          "median_s": round(statistics.median(one_t), 2), "max_s": round(max(one_t), 2)},
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
