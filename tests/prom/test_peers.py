@@ -175,3 +175,8 @@ def test_sickness_counts_rare_symptoms_more_and_never_context() -> None:
     assert rare > common > 0
     assert sickness([f("scope.single_host"), f("disk.space_low", State.ABSENT)], 0, kb) == 0
     assert sickness([], 2, kb) == 1.0
+
+
+def test_a_peer_nothing_was_read_of_is_not_healthy() -> None:
+    c = peers([f("svc.down", State.ABSENT)], [], [f("svc.down", State.UNKNOWN)])
+    assert (c.peers, c.healthy) == (3, 1)

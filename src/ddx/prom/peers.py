@@ -125,7 +125,8 @@ class Scope:
 
 @dataclass
 class Counts:
-    """How many peers show each finding and how many were read for it; how many show no symptom."""
+    """How many peers show each finding and how many were read for it; how many were read and
+    show no symptom (``healthy``)."""
 
     showing: dict[str, int] = field(default_factory=dict)
     read: dict[str, int] = field(default_factory=dict)
@@ -134,15 +135,16 @@ class Counts:
 
     def add(self, findings: Sequence[Finding], symptoms: set[str], sign: int = 1) -> None:
         """Count one peer's findings (``sign`` -1 takes one out again)."""
-        sick = False
+        sick = read = False
         for f in findings:
             if f.state is State.UNKNOWN:
                 continue
+            read = True
             self.read[f.id] = self.read.get(f.id, 0) + sign
             if f.state is State.PRESENT:
                 self.showing[f.id] = self.showing.get(f.id, 0) + sign
                 sick = sick or f.id in symptoms
-        self.healthy += 0 if sick else sign
+        self.healthy += sign if read and not sick else 0  # a peer nothing could be read of is not healthy
         self.peers += sign
 
     def without(self, findings: Sequence[Finding], symptoms: set[str]) -> Counts:
