@@ -180,3 +180,18 @@ def test_sickness_counts_rare_symptoms_more_and_never_context() -> None:
 def test_a_peer_nothing_was_read_of_is_not_healthy() -> None:
     c = peers([f("svc.down", State.ABSENT)], [], [f("svc.down", State.UNKNOWN)])
     assert (c.peers, c.healthy) == (3, 1)
+
+
+def test_a_server_that_never_answers_is_one_line_after_the_timeout() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        r = subprocess.run([sys.executable, "-m", "ddx", "fleet", "--prometheus", url, "--timeout", "1"],
+                           capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == f"ddx: error: Prometheus at {url} did not answer within 1 s"

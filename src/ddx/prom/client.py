@@ -132,11 +132,15 @@ class PromClient:
         raise PromError(f"Prometheus at {self.shown} gave an answer ddx cannot read ({kind}) for: {expr[:120]}")
 
     def query_many(self, exprs: Sequence[str], *, at: float | None = None) -> list[list[Sample]]:
-        """Several instant queries, ``PARALLEL`` at a time, answers in the order asked."""
+        """Several instant queries, ``PARALLEL`` at a time, answers in the order asked; the first
+        error is raised once the queries in flight have ended."""
         if len(exprs) <= 1:
             return [self.query(e, at=at) for e in exprs]
-        with ThreadPoolExecutor(max_workers=min(PARALLEL, len(exprs))) as pool:
+        pool = ThreadPoolExecutor(max_workers=min(PARALLEL, len(exprs)))
+        try:
             return list(pool.map(lambda e: self.query(e, at=at), exprs))
+        finally:  # on the first error the queries not yet sent are dropped, not waited for
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _json(body: bytes) -> Any:
