@@ -103,6 +103,7 @@ def main() -> None:
     if missing:
         raise SystemExit("missing: " + ", ".join(missing))
     faulty = args.instances * 2 // 3
+    load0 = os.getloadavg()[0]  # other work on the machine shows in the times
     with tempfile.TemporaryDirectory(prefix="ddx-fleet-bench-") as tmp:
         root = Path(tmp)
         stack = PromStack(root, args.interval)
@@ -164,6 +165,7 @@ def main() -> None:
         "one_instance": {"command": show(one_cmd).replace(faulty_addr, "FAULTY"),
                          "median_s": round(statistics.median(one_t), 2), "max_s": round(max(one_t), 2)},
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "load_average_1m_before_after": [round(load0, 1), round(os.getloadavg()[0], 1)],
     }
     print(json.dumps(result, indent=2))
 
