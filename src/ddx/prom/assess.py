@@ -133,7 +133,7 @@ def instance_evidence(
     findings = findings_of(table, mine[0], mine[1:])
     group = group_peers(table, mine, by_job)
     symptoms = symptom_ids(kb)
-    counts = peer_counts((findings_of(table, p) for p in group), symptoms)
+    counts = peer_counts((findings_of(table, p, detail=False) for p in group), symptoms)
     stats = [s for key in mine for s in peer_stats(table, key, [p for p in group if not by_job or p[0] == key[0]])]
     what = f"job {', '.join(jobs)}" if by_job else f"{{{peers}}}"
     scope = scope_findings(findings, counts, symptoms, stats, what)
