@@ -79,6 +79,7 @@ class PromStack:
     jobs: dict[str, list[str]] = field(default_factory=dict)
     custom: list[dict[str, Any]] = field(default_factory=list)  # scrape configs as written (blackbox jobs)
     port: int = 0
+    headers: dict[str, str] = field(default_factory=dict)  # what our own requests to Prometheus send
 
     @property
     def url(self) -> str:
@@ -158,8 +159,10 @@ class PromStack:
     def target(self, job: str, address: str) -> None:
         self.jobs.setdefault(job, []).append(address)
 
-    def prometheus(self, timeout: float = 60.0, extra: dict[str, Any] | None = None) -> str:
-        """Start Prometheus scraping every job's targets every ``interval``; its URL once ready."""
+    def prometheus(self, timeout: float = 60.0, extra: dict[str, Any] | None = None, flags: list[str] | None = None,
+                   ready_auth: tuple[str, str] | None = None) -> str:
+        """Start Prometheus scraping every job's targets every ``interval``; its URL once ready
+        (``flags``: more command-line flags; ``ready_auth``: the basic auth its web config wants)."""
         cfg = {
             "global": {"scrape_interval": self.interval, "scrape_timeout": self.interval},
             "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}
@@ -172,13 +175,19 @@ class PromStack:
         data.mkdir(exist_ok=True)
         self.port = free_port()
         p = self.spawn("prometheus", [PROMETHEUS, f"--config.file={path}", f"--storage.tsdb.path={data}",
-                                      f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1d"])
+                                      f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1d",
+                                      *(flags or [])])
+        if ready_auth is not None:
+            import base64
+
+            self.headers["Authorization"] = "Basic " + base64.b64encode(":".join(ready_auth).encode()).decode()
         deadline = time.monotonic() + timeout
         while True:
             if p.poll() is not None:
                 raise RuntimeError(f"prometheus exited ({p.returncode}): {self.log('prometheus')}")
             with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
+                with urllib.request.urlopen(urllib.request.Request(f"{self.url}/-/ready", headers=self.headers),
+                                            timeout=2) as r:
                     if r.status == 200:
                         return self.url
             if time.monotonic() > deadline:
@@ -187,7 +196,7 @@ class PromStack:
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=self.headers), timeout=10) as r:
             return list(json.loads(r.read())["data"]["result"])
 
     def wait_until(self, expr: str, what: str, timeout: float = 60.0, count: int = 1) -> None:

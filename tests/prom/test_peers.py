@@ -195,3 +195,13 @@ def test_a_server_that_never_answers_is_one_line_after_the_timeout() -> None:
                            capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip() == f"ddx: error: Prometheus at {url} did not answer within 1 s"
+
+
+def test_a_token_file_that_cannot_be_read_is_one_clear_error(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    missing = Path(str(tmp_path)) / "no-such-token"
+    monkeypatch.delenv("DDX_PROMETHEUS_TOKEN", raising=False)
+    monkeypatch.setenv("DDX_PROMETHEUS_TOKEN_FILE", str(missing))
+    with pytest.raises(PromError, match=f"DDX_PROMETHEUS_TOKEN_FILE: cannot read {missing}"):
+        PromClient("http://127.0.0.1:9090")
