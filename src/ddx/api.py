@@ -10,7 +10,9 @@ the ``Report`` they return; nothing here prints. One pipeline, one direction::
   remote host over SSH with ``ssh=SshOptions(...)``);
 - ``diagnose_ssh``: several remote hosts over SSH, in parallel;
 - ``diagnose_case``: an incident described in a case file;
-- ``diagnose_findings``: findings a caller already has (``--saw``/``--ruled-out``).
+- ``diagnose_findings``: findings a caller already has (``--saw``/``--ruled-out``);
+- ``diagnose_prometheus``: one instance from its metrics in Prometheus, against its peers;
+- ``fleet``: every instance of a job in Prometheus, sickest first.
 
 Each takes ``observations``, a person's own findings, which win over the
 probes'. Errors are ``ddx.errors.DdxError`` with one clear message.
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddx.engine.diagnosis import Diagnosis
 from ddx.engine.timing import Onset
@@ -37,6 +39,9 @@ from ddx.kb.model import KnowledgeBase
 from ddx.model import Finding
 from ddx.probes.base import ProbeResult
 
+if TYPE_CHECKING:
+    from ddx.prom.fleet import FleetEntry
+
 __all__ = [
     "Report",
     "SshOptions",
@@ -44,7 +49,9 @@ __all__ = [
     "diagnose_findings",
     "diagnose_host",
     "diagnose_host_json",
+    "diagnose_prometheus",
     "diagnose_ssh",
+    "fleet",
     "load_knowledge",
 ]
 
@@ -250,3 +257,46 @@ def diagnose_findings(
     meta: dict[str, Any] = {"mode": "observations"}
     d, findings, _ = _judge(kb, [], observations, None, meta, checks)
     return Report(d, tuple(findings), meta=meta)
+
+
+def diagnose_prometheus(
+    url: str, instance: str, *, window: str = "15m", peers: str | None = None, baseline: str | None = "24h",
+    timeout: float = 10.0, at: float | None = None, observations: Sequence[Finding] = (),
+    kb_dirs: Sequence[str] = (), checks: int = 3,
+) -> Report:
+    """Diagnose ``instance`` (its ``instance`` label) from the metrics Prometheus at ``url`` holds
+    over ``window`` (a PromQL duration) before ``at`` (now), against its peers (the other instances
+    of its job, or those the label matchers ``peers`` select: ``'role="web"'``) and its own
+    ``baseline`` of history (None: no history). ``meta["prometheus"]`` holds the peer statistics,
+    ``meta["warnings"]`` what a person must know beside the diagnosis (the target is down)."""
+    from ddx.prom.assess import check_duration, instance_evidence
+    from ddx.prom.client import PromClient
+
+    window = check_duration(window, "--window")
+    baseline = check_duration(baseline, "--baseline") if baseline else None
+    kb = load_knowledge(kb_dirs)
+    client = PromClient(url, timeout=timeout)
+    a = instance_evidence(client, instance, kb, window=window, peers=peers, baseline=baseline, at=at)
+    meta: dict[str, Any] = {"mode": "prometheus", "host": instance, "warnings": a.warnings(),
+                            "prometheus": a.meta(client.shown, window, peers or f'job="{",".join(a.jobs)}"')}
+    d, findings, _ = _judge(kb, a.findings, observations, None, meta, checks)
+    return Report(d, tuple(findings), host=instance, meta=meta)
+
+
+def fleet(
+    url: str, *, job: str | None = None, window: str = "15m", timeout: float = 10.0, at: float | None = None,
+    kb_dirs: Sequence[str] = (),
+) -> list[FleetEntry]:
+    """Every instance of ``job`` (every job when None) in Prometheus at ``url``, diagnosed from
+    its metrics and its peers and ranked sickest first (``ddx.prom.fleet.FleetEntry``; the
+    score is in that module's docstring)."""
+    from ddx.prom.assess import check_duration
+    from ddx.prom.client import PromClient
+    from ddx.prom.fleet import rank
+
+    window = check_duration(window, "--window")
+    if job is not None and not job.strip():
+        from ddx.errors import UsageError
+
+        raise UsageError("--job: an empty job name")
+    return rank(PromClient(url, timeout=timeout), load_knowledge(kb_dirs), job=job, window=window, at=at)

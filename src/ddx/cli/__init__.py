@@ -17,7 +17,7 @@ from ddx import __version__
 from ddx.errors import DdxError
 
 # Command modules, in the order `ddx --help` lists them.
-COMMAND_MODULES = ("diagnose", "inventory", "collect", "kb", "findings", "logs", "drill", "watch", "incident", "serve")
+COMMAND_MODULES = ("diagnose", "fleet", "inventory", "collect", "kb", "findings", "logs", "drill", "watch", "incident", "serve")
 
 DESCRIPTION = """\
 ddx: differential diagnosis for production systems.

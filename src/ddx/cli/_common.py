@@ -68,3 +68,18 @@ def positive_seconds_arg(text: str) -> float:
     if v == 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
     return v
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def window_arg(text: str) -> float:
+    """An argparse type: seconds as ``seconds_arg``, or with a unit: ``90s``, ``15m``, ``1h``."""
+    t = text.strip()
+    if t[-1:] in _UNITS and t[:-1].strip():
+        try:
+            v = float(t[:-1]) * _UNITS[t[-1]]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a duration such as 30, 90s, 15m or 1h: {text!r}") from None
+        return seconds_arg(repr(v))
+    return seconds_arg(t)

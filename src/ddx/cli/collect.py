@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from ddx.cli._common import add_command, positive_seconds_arg, seconds_arg
+from ddx.cli._common import add_command, positive_seconds_arg, window_arg
 from ddx.units import size
 
 __all__ = ["add_collection_options", "collection_from_args", "register"]
@@ -52,7 +52,8 @@ def add_collection_options(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--probe-timeout", metavar="S", type=positive_seconds_arg, help="seconds each probe may take (default 2)")
     g.add_argument("--budget", metavar="S", type=positive_seconds_arg, help="seconds the whole run may take (default 10)")
-    g.add_argument("--window", metavar="S", type=seconds_arg, help="sampling window for rates (default 1)")
+    g.add_argument("--window", metavar="S", type=window_arg,
+                   help="sampling window for rates (default 1); with --prometheus, the incident window (default 15m)")
     g.add_argument(
         "--target",
         metavar="URL",

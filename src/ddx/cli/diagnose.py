@@ -26,6 +26,8 @@ EXAMPLES = """\
   ddx diagnose --no-probes --saw disk.space_exhausted --markdown
   ddx diagnose --from bundle.tar.gz              replay evidence saved by `ddx collect`
   ddx diagnose --ssh root@db1 --ssh web1         probe remote hosts over SSH, in parallel (docs/ssh.md)
+  ddx diagnose --prometheus http://prom:9090 --instance web3:9100 --window 15m
+                                                 one instance from its metrics, against its peers (docs/fleet.md)
 """
 
 
@@ -39,6 +41,12 @@ def register(sub: Any) -> None:
     src.add_argument("--ruled-out", metavar="FINDING", action="append", default=[],
                      help="a finding you looked for and did not see (repeatable)")
     src.add_argument("--no-probes", action="store_true", help="do not probe this host: use only --saw/--ruled-out")
+    prom = p.add_argument_group("prometheus (docs/fleet.md)")
+    prom.add_argument("--prometheus", metavar="URL", help="read the evidence from this Prometheus server instead of probing")
+    prom.add_argument("--instance", metavar="INSTANCE", help="the instance to diagnose, as its `instance` label reads")
+    prom.add_argument("--peers", metavar="MATCHERS", help="its peers: label matchers such as 'role=\"web\"' (default: its job)")
+    prom.add_argument("--baseline", metavar="DURATION", default="24h",
+                      help="its own history compared with, before the window (default 24h; 0 for none)")
     out = p.add_argument_group("output")
     fmt = out.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON (schema in docs/schema/diagnosis.schema.json)")
@@ -64,11 +72,13 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{option}: an empty file name")
     if args.case and args.bundle:
         raise UsageError("give either --case or --from, not both")
-    if args.ssh and (args.case or args.bundle or args.no_probes):
-        raise UsageError("--ssh probes remote hosts: not with --case, --from or --no-probes")
+    if args.ssh and (args.case or args.bundle or args.no_probes or args.prometheus is not None):
+        raise UsageError("--ssh probes remote hosts: not with --case, --from, --no-probes or --prometheus")
     kb = api.load_knowledge(args.kb)
     person = observations(args.saw, args.ruled_out, kb.findings.keys())
-    if args.case:
+    if args.prometheus is not None or args.instance is not None:
+        report = _prometheus(args, person)
+    elif args.case:
         report, warnings = api.diagnose_case(args.case, observations=person, kb_dirs=args.kb, checks=args.checks)
         from ddx.render.safe import printable
 
@@ -103,3 +113,25 @@ def run(args: argparse.Namespace) -> int:
         text = render_terminal(d, colour=colour, top=args.top)
     sys.stdout.write(text)
     return 0
+
+
+def _prometheus(args: argparse.Namespace, person: Any) -> Any:
+    """``--prometheus URL --instance INSTANCE``: one instance from its metrics (ddx.api.diagnose_prometheus)."""
+    from ddx import api
+    from ddx.errors import UsageError
+    from ddx.render.safe import printable
+
+    if args.prometheus is None or args.instance is None:
+        raise UsageError("--prometheus and --instance go together")
+    for option, value in (("--case", args.case), ("--from", args.bundle), ("--target", args.target or None)):
+        if value:
+            raise UsageError(f"--prometheus reads the evidence from Prometheus: {option} does not apply")
+    window = "15m" if args.window is None else f"{max(1, round(args.window))}s"
+    baseline = None if args.baseline.strip() in ("0", "") else args.baseline
+    timeout = args.probe_timeout or 10.0
+    report = api.diagnose_prometheus(args.prometheus, args.instance, window=window, peers=args.peers,
+                                     baseline=baseline, timeout=timeout, observations=person, kb_dirs=args.kb,
+                                     checks=args.checks)
+    for w in report.meta.get("warnings", []):
+        print(f"ddx: warning: {printable(w)}", file=sys.stderr)
+    return report

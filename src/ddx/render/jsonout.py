@@ -91,6 +91,8 @@ def to_dict(d: Diagnosis) -> dict[str, Any]:
                          else p for p in meta["probes"]]
     if "collection_seconds" in meta:
         out["collection_seconds"] = meta["collection_seconds"]
+    if "prometheus" in meta:
+        out["prometheus"] = meta["prometheus"]
     return out
 
 
