@@ -53,7 +53,8 @@ def add_collection_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--probe-timeout", metavar="S", type=positive_seconds_arg, help="seconds each probe may take (default 2)")
     g.add_argument("--budget", metavar="S", type=positive_seconds_arg, help="seconds the whole run may take (default 10)")
     g.add_argument("--window", metavar="S", type=window_arg,
-                   help="sampling window for rates (default 1); with --prometheus, the incident window (default 15m)")
+                   help="sampling window for rates on a host (default 1 s; 90s, 2m); for `ddx diagnose --prometheus`, "
+                        "the incident window (default 15m)")
     g.add_argument(
         "--target",
         metavar="URL",

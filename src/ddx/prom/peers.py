@@ -14,14 +14,18 @@ symptom findings and how many of its peers show the same:
 
 - ``scope.single_host`` present: for some symptom, at most ``ALONE_SHARE`` (10%) of the
   peers that were read show it (this host alone; a symptom of its own outweighs a
-  fleet-wide one beside it), with ``scope.peer_host_healthy_same_software`` present
-  (peers of the same job run without it); ``scope.all_hosts`` absent;
+  fleet-wide one beside it); ``scope.all_hosts`` absent;
 - else ``scope.all_hosts`` present: for some symptom, more than half (``FLEET_SHARE``)
-  of the peers show it too (fleet-wide); ``scope.single_host`` and
-  ``scope.peer_host_healthy_same_software`` absent;
+  of the peers show it too (fleet-wide); ``scope.single_host`` absent;
 - in between (some peers, not most): ``scope.single_host`` and ``scope.all_hosts`` absent;
 - unknown, with the reason in ``Scope.reason``: the instance shows no symptom, or fewer
   than ``MIN_PEERS`` peers were read for its symptoms.
+
+``scope.peer_host_healthy_same_software`` stays unknown: metrics do not say that the
+peers run the same version and configuration (a job label does not), and "the peers
+are healthy" is the very observation ``scope.single_host`` already carries; stated as
+a second finding it would count twice in the engine, which takes findings as
+independent, and push every single-host fault towards a hardware fault.
 
 The own-history shift: the same expression's median and interquartile range over
 the baseline before the window (``quantile_over_time`` over a subquery of about 100 steps), and the
@@ -51,6 +55,10 @@ MAD_SIGMA = 1.4826  # MAD to standard deviation for normal data
 IQR_SIGMA = 1.349  # IQR to standard deviation for normal data
 Z_CAP = 1000.0  # beyond this a z-score says nothing more
 SCOPE_IDS = ("scope.all_hosts", "scope.peer_host_healthy_same_software", "scope.single_host")
+# Never stated from metrics (see above): the same observation as scope.single_host, and the
+# metrics do not show the peers' version and configuration.
+_SAME_SOFTWARE = Finding("scope.peer_host_healthy_same_software", State.UNKNOWN, SOURCE,
+                         note="metrics do not show that the peers run the same version and configuration")
 
 
 def robust(values: Sequence[float]) -> tuple[float, float]:
@@ -200,20 +208,20 @@ def scope_findings(mine: Sequence[Finding], peers: Counts, symptoms: set[str],
         scope.findings = [
             f("scope.all_hosts", True, f"most peers show the same: {detail}"),
             f("scope.single_host", False, f"not this host alone: {detail}"),
-            f("scope.peer_host_healthy_same_software", False, f"the peers of {what} show it too: {detail}"),
+            _SAME_SOFTWARE,
         ]
     elif alone:
         scope.findings = [
             f("scope.single_host", True, f"this host alone: {detail}"),
-            f("scope.all_hosts", False, f"not fleet-wide: {detail}"),
-            f("scope.peer_host_healthy_same_software", peers.healthy > 0,
-              f"{peers.healthy} of {peers.peers} peers of {what} show no symptom"),
+            f("scope.all_hosts", False, f"not fleet-wide: {detail} ({peers.healthy} of {peers.peers} peers of "
+                                        f"{what} show no symptom)"),
+            _SAME_SOFTWARE,
         ]
     else:
         scope.findings = [
             f("scope.single_host", False, f"some peers show it too: {detail}"),
             f("scope.all_hosts", False, f"not most peers: {detail}"),
-            Finding("scope.peer_host_healthy_same_software", State.UNKNOWN, SOURCE),
+            _SAME_SOFTWARE,
         ]
     return scope
 
