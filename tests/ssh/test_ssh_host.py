@@ -270,3 +270,17 @@ def test_ssh_reason_keeps_the_cause_and_drops_the_noise() -> None:
     assert ssh_reason("something odd happened\n", 10) == "something odd happened"
     assert ssh_reason("", 10) == ""
 
+
+
+def test_a_target_is_checked_before_ssh_sees_it() -> None:
+    from ddx.errors import UsageError
+    from ddx.host.ssh import check_target
+
+    assert check_target(" root@db1 ") == "root@db1"
+    assert check_target("ssh://root@db1:2222") == "ssh://root@db1:2222"
+    assert check_target("fe80::1") == "fe80::1"  # an IPv6 address is not host:port
+    for bad, says in (("-oProxyCommand=x", "not a host"), ("a b", "not a host"),
+                      ("root@db1:2222", "ssh://root@db1:2222")):
+        with pytest.raises(UsageError) as exc:
+            check_target(bad)
+        assert says in str(exc.value)

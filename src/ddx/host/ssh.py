@@ -69,6 +69,10 @@ def check_target(target: str) -> str:
     t = target.strip()
     if not t or t.startswith("-") or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in t):
         raise UsageError(f"--ssh: not a host ([user@]host or an ssh config alias): {target!r}")
+    host, sep, port = t.rpartition(":")
+    if sep and port.isdigit() and host and ":" not in host.split("@")[-1] and not t.startswith("ssh://"):
+        # ssh takes no host:port; it does take an ssh:// URI with a port
+        raise UsageError(f"--ssh {t}: ssh takes no host:port; give ssh://{host}:{port} (or --ssh-option Port={port})")
     return t
 
 
