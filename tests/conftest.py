@@ -35,6 +35,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(no_kernel)
 
 
+def default_signals() -> None:
+    """``preexec_fn`` for a ddx started to receive a stop signal: SIGINT, SIGTERM and SIGHUP
+    as a user's shell leaves them. A test runner started in the background of a script
+    (``cmd &``: SIGINT ignored) or under nohup (SIGHUP ignored) hands its children those
+    signals ignored, and ddx rightly keeps an ignored signal ignored."""
+    import signal
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
 def run_ddx(*args: str, input: str | None = None, env: dict[str, str] | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the ddx CLI as a whole process, as a user would."""

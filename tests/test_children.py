@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import default_signals
 
 SCRIPT = textwrap.dedent("""\
     import runpy, sys, threading
@@ -75,7 +76,7 @@ def _start(tmp_path: Path, mode: str, marker: str) -> subprocess.Popen[str]:
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "DDX_CONFIG"}
     return subprocess.Popen([sys.executable, str(script), mode, marker], cwd=tmp_path, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_signals)
 
 
 def _wait_for_sleeper(proc: subprocess.Popen[str], marker: str, timeout: float = 30.0) -> None:

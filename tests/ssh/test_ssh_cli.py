@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_ddx
+from conftest import ROOT, default_signals, run_ddx
 from sshserver import Sshd, sshd_server  # noqa: F401 - the sshd fixture
 
 pytestmark = pytest.mark.slow
@@ -141,7 +141,7 @@ def test_collect_over_ssh_then_replay(sshd: Sshd, tmp_path: Path) -> None:
 def test_sigint_ends_the_ssh_session(sshd: Sshd) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "ddx", "diagnose", *_ssh(sshd, "sshtest"), "--window", "20",
                              "--probe-timeout", "30", "--budget", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
     try:
         end = time.monotonic() + 15
         while not sshd.sessions() and time.monotonic() < end:
@@ -175,7 +175,7 @@ def test_sigint_with_many_hosts_ends_every_session(sshd: Sshd) -> None:
     """16 hosts: spread over worker processes where there are CPUs for them."""
     proc = subprocess.Popen([sys.executable, "-m", "ddx", "diagnose", *_ssh(sshd, *["sshtest"] * 16), "--json",
                              "--window", "20", "--probe-timeout", "30", "--budget", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
     try:
         end = time.monotonic() + 20
         while len(sshd.sessions()) < 16 and time.monotonic() < end:
