@@ -138,24 +138,31 @@ def test_collect_over_ssh_then_replay(sshd: Sshd, tmp_path: Path) -> None:
     assert r.returncode == 2 and "one host" in r.stderr
 
 
-def test_sigint_ends_the_ssh_session(sshd: Sshd) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "ddx", "diagnose", *_ssh(sshd, "sshtest"), "--window", "20",
-                             "--probe-timeout", "30", "--budget", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
+
+def _interrupt(proc: subprocess.Popen[str], sshd: Sshd, *, sessions: int, connect_s: float, settle_s: float,
+               end_s: float) -> None:
+    """Once ddx holds ``sessions`` SSH sessions, SIGINT it: it must say so, exit 130 and leave
+    no session behind."""
     try:
-        end = time.monotonic() + 15
-        while not sshd.sessions() and time.monotonic() < end:
+        end = time.monotonic() + connect_s
+        while len(sshd.sessions()) < sessions and time.monotonic() < end:
             time.sleep(0.05)
-        assert sshd.sessions(), "ddx never connected"
-        time.sleep(1.0)  # the probes are reading over the session now
+        assert len(sshd.sessions()) >= sessions, f"ddx never held {sessions} session(s)"
+        time.sleep(settle_s)
         proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=20)
+        _out, err = proc.communicate(timeout=end_s)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 130 and "stopped by SIGINT" in err
     assert _drained(sshd)
+
+def test_sigint_ends_the_ssh_session(sshd: Sshd) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "ddx", "diagnose", *_ssh(sshd, "sshtest"), "--window", "20",
+                             "--probe-timeout", "30", "--budget", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
+    _interrupt(proc, sshd, sessions=1, connect_s=15, settle_s=1.0, end_s=20)  # settle: the probes are reading
 
 
 def test_many_hosts_are_spread_over_worker_processes(sshd: Sshd) -> None:
@@ -176,16 +183,4 @@ def test_sigint_with_many_hosts_ends_every_session(sshd: Sshd) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "ddx", "diagnose", *_ssh(sshd, *["sshtest"] * 16), "--json",
                              "--window", "20", "--probe-timeout", "30", "--budget", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
-    try:
-        end = time.monotonic() + 20
-        while len(sshd.sessions()) < 16 and time.monotonic() < end:
-            time.sleep(0.1)
-        assert len(sshd.sessions()) >= 16, "ddx never connected to all"
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130 and "stopped by SIGINT" in err
-    assert _drained(sshd)
+    _interrupt(proc, sshd, sessions=16, connect_s=20, settle_s=0.0, end_s=30)

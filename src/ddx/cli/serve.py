@@ -87,10 +87,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         _serve(book, token, settings, host, port, host_diagnosis(config.path, settings.diagnose_budget, args.kb))
     finally:
-        book.flush()
-        if notifier is not None:
-            notifier.close(5.0)
-        store.close()
+        book.close(5.0)
     return 0
 
 

@@ -74,8 +74,5 @@ def run(args: argparse.Namespace) -> int:
     try:
         watch.run(threading.Event())
     finally:
-        book.flush()
-        if notifier is not None:
-            notifier.close(5.0)
-        store.close()
+        book.close(5.0)
     return 0

@@ -73,6 +73,16 @@ class IncidentBook:
                 self._backlog.popleft()  # the oldest timeline line goes first; the incident rows are rewritten
             self.flush()
 
+    def close(self, timeout: float = 5.0) -> None:
+        """The way out of ``ddx watch`` and ``ddx serve``: write what waits, let the notifier
+        send what it holds (at most ``timeout`` seconds), close the store."""
+        self.flush()
+        close = getattr(self.sender, "close", None)
+        if close is not None:
+            close(timeout)
+        if self.store is not None:
+            self.store.close()
+
     def flush(self) -> bool:
         """Write what waits; True when nothing is left waiting."""
         with self._lock:
