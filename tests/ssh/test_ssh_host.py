@@ -14,7 +14,8 @@ import pytest
 from sshserver import Sshd, sshd_server  # noqa: F401 - the sshd fixture
 
 from ddx.errors import SshError
-from ddx.host import LiveHost, RecordingHost, call_timeout, probe_scope
+from ddx.host import BundleHost, LiveHost, RecordingHost, call_timeout, probe_scope
+from ddx.host.batch import batch, one_by_one, read_each, stat_each
 from ddx.host.ssh import SshHost, ssh_reason
 
 
@@ -94,6 +95,109 @@ def test_errors_are_the_os_errors(host: SshHost, tree: Path) -> None:
             getattr(live, call)(arg)
         assert type(remote.value) is type(here.value)
         assert remote.value.errno == here.value.errno and remote.value.filename == here.value.filename
+
+
+def _same_outcomes(got: list[object], want: list[object]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        if isinstance(w, BaseException):
+            assert type(g) is type(w) and (g.errno, g.filename) == (w.errno, w.filename)  # type: ignore[attr-defined]
+        else:
+            assert g == w
+
+
+def test_batched_calls_answer_item_by_item_as_livehost_does(host: SshHost, tree: Path) -> None:
+    live = LiveHost()
+    paths = [str(tree / n) for n in ("log.txt", "missing", "sub", "link")] + ["/proc/version", "/proc/1/stat"]
+    for op, kw in (("read_text", {"max_bytes": 300}), ("read_text", {"max_bytes": 50, "tail": True}),
+                   ("listdir", {}), ("stat", {}), ("readlink", {})):
+        calls = [{"path": p, **kw} for p in paths]
+        _same_outcomes(host.batch(op, calls), one_by_one(live, op, calls))
+    assert stat_each(host, []) == []
+    with pytest.raises(ValueError):
+        batch(host, "run", [{"argv": ["true"]}])
+
+
+def test_a_batch_is_one_round_trip_until_its_answer_is_large(host: SshHost, tmp_path: Path) -> None:
+    for i in range(300):
+        (tmp_path / f"f{i:03d}").write_text(f"file {i}\n")
+    first = next(host._ids)
+    names = host.listdir(str(tmp_path))
+    got = read_each(host, [str(tmp_path / n) for n in names])
+    assert got == [f"file {i}\n" for i in range(300)]
+    assert next(host._ids) - first == 3  # the listdir and one batch
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (3 << 20))  # three of them pass the agent's 8 MiB: asked for again, nothing lost
+    first = next(host._ids)
+    got = read_each(host, [str(big)] * 5 + [str(tmp_path / "f000")], max_bytes=4 << 20)
+    assert got == ["x" * (3 << 20)] * 5 + ["file 0\n"]
+    assert next(host._ids) - first == 3
+
+
+def test_a_hung_item_is_abandoned_and_the_batch_goes_on(host: SshHost, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    t0 = time.monotonic()
+    with call_timeout(1.0):
+        got = read_each(host, ["/proc/version", str(fifo), "/proc/version", str(fifo), "/proc/loadavg"])
+    assert time.monotonic() - t0 < 5
+    version = LiveHost().read_text("/proc/version")
+    assert got[0] == got[2] == version and got[4].startswith(tuple("0123456789"))  # type: ignore[union-attr]
+    assert isinstance(got[1], TimeoutError) and isinstance(got[3], TimeoutError) and "abandoned" in str(got[1])
+    with probe_scope("test", deadline=time.monotonic() - 1):
+        late = read_each(host, ["/proc/version", "/proc/loadavg"])
+    assert all(isinstance(x, TimeoutError) for x in late)  # the probe's time is up: nothing is asked
+    assert host.read_text("/proc/version") == version  # the session goes on
+    _release_readers(fifo)
+
+
+def _release_readers(fifo: Path) -> None:
+    """Let the agent threads blocked opening ``fifo`` go (a writer's open releases
+    every waiting reader; with none left it fails with ENXIO instead of blocking)."""
+    end = time.monotonic() + 2
+    while time.monotonic() < end:
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            return
+        time.sleep(0.05)
+
+
+def test_a_recorded_batch_replays_item_by_item(host: SshHost, tree: Path, tmp_path: Path) -> None:
+    paths = [str(tree / "log.txt"), str(tree / "missing"), "/proc/1/cmdline"]
+    rec = RecordingHost(host)
+    with probe_scope("p"):
+        got = read_each(rec, paths, max_bytes=100)
+        stats = stat_each(rec, paths)
+    bundle = BundleHost(rec.save(str(tmp_path / "b.tar.gz")))
+    with probe_scope("p"):
+        _same_outcomes(read_each(bundle, paths, max_bytes=100), got)
+        _same_outcomes([bundle.read_text(p, max_bytes=100) if not isinstance(g, BaseException) else g
+                        for p, g in zip(paths, got)], got)
+        _same_outcomes(stat_each(bundle, paths), stats)
+
+
+def test_walking_a_config_tree_costs_a_few_round_trips_per_level(host: SshHost, tmp_path: Path) -> None:
+    from ddx.probes.history.changes import walk_configs
+
+    for d in range(10):
+        for e in range(3):
+            sub = tmp_path / f"d{d}" / f"e{e}"
+            sub.mkdir(parents=True)
+            for f in range(10):
+                (sub / f"f{f}.conf").write_text("x")
+            (sub / "f0.dpkg-old").write_text("ignored")
+    old = time.time() - 86400
+    for p in [tmp_path, *tmp_path.rglob("*")]:
+        os.utime(p, (old, old))
+    os.utime(tmp_path / "d3" / "e1" / "f7.conf")
+    kw = {"cutoff": time.time() - 600, "ignore": ["*.dpkg-old"], "max_depth": 4, "max_files": 2000}
+    first = next(host._ids)
+    remote = walk_configs(host, [str(tmp_path)], **kw)  # type: ignore[arg-type]
+    trips = next(host._ids) - first - 1
+    assert remote == walk_configs(LiveHost(), [str(tmp_path)], **kw)  # type: ignore[arg-type]
+    assert remote.looked == 1 + 10 + 30 + 300 and [c.source for c in remote.changed] == [str(tmp_path / "d3/e1/f7.conf")]
+    assert trips <= 3 * 4 + 1  # stats, listings and ignored entries of each level (was one per entry: 400)
 
 
 def test_commands_run_there_without_a_shell(host: SshHost) -> None:

@@ -78,26 +78,31 @@ class RecordingHost:
 
     def read_text(self, path: str, *, max_bytes: int = 4 << 20, tail: bool = False) -> str:
         args = {"path": path, "max_bytes": max_bytes, "tail": tail}
-
-        def enc(text: str) -> dict[str, Any]:
-            if _ENVIRON_PATH.match(path):
-                return {
-                    "error": "PermissionError",
-                    "errno": 13,
-                    "message": "not saved: process environments are never put in a bundle",
-                    "filename": path,
-                }
-            if _CMDLINE_PATH.match(path):
-                return {"text": text, "kind": "cmdline"}
-            return {"text": text}
-
-        return self._do("read_text", args, lambda: self.inner.read_text(path, max_bytes=max_bytes, tail=tail), enc)
+        return self._do("read_text", args, lambda: self.inner.read_text(path, max_bytes=max_bytes, tail=tail),
+                        lambda text: _encode_text(path, text))
 
     def listdir(self, path: str) -> list[str]:
         return self._do("listdir", {"path": path}, lambda: self.inner.listdir(path), lambda v: {"value": list(v)})
 
     def stat(self, path: str) -> StatResult:
         return self._do("stat", {"path": path}, lambda: self.inner.stat(path), lambda v: {"value": asdict(v)})
+
+    def batch(self, op: str, calls: list[dict[str, Any]]) -> list[Any]:
+        """Calls of one kind (``ddx.host.batch``), made as the inner host makes
+        them; each item is recorded as the single call it stands for."""
+        from ddx.host.batch import batch
+
+        encode: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]] = {
+            "read_text": lambda a, v: _encode_text(a["path"], v),
+            "listdir": lambda a, v: {"value": list(v)},
+            "stat": lambda a, v: {"value": asdict(v)},
+            "readlink": lambda a, v: {"value": v},
+        }
+        enc = encode[op]
+        outcomes = batch(self.inner, op, calls)
+        for args, v in zip(calls, outcomes):
+            self._record(op, dict(args), encode_error(v) if isinstance(v, BaseException) else enc(args, v))
+        return outcomes
 
     def statvfs(self, path: str) -> VfsResult:
         return self._do("statvfs", {"path": path}, lambda: self.inner.statvfs(path), lambda v: {"value": asdict(v)})
@@ -207,6 +212,21 @@ class RecordingHost:
                 os.unlink(tmp)
             raise
         return path
+
+
+def _encode_text(path: str, text: str) -> dict[str, Any]:
+    """A read's outcome as saved: a process environment never (not even in memory
+    past this call), a command line marked for redaction."""
+    if _ENVIRON_PATH.match(path):
+        return {
+            "error": "PermissionError",
+            "errno": 13,
+            "message": "not saved: process environments are never put in a bundle",
+            "filename": path,
+        }
+    if _CMDLINE_PATH.match(path):
+        return {"text": text, "kind": "cmdline"}
+    return {"text": text}
 
 
 def _create_private(path: str) -> tuple[int, str]:

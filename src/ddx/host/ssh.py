@@ -347,11 +347,38 @@ class SshHost:
         return str(self._call("read", f"read {path}", path=path, max_bytes=int(max_bytes), tail=bool(tail)))
 
     def listdir(self, path: str) -> list[str]:
-        return [str(n) for n in self._call("listdir", f"listdir {path}", path=path)]
+        return _names(self._call("listdir", f"listdir {path}", path=path))
 
     def stat(self, path: str) -> StatResult:
-        m, u, g, size, mtime, ctime, ino, nlink = self._call("stat", f"stat {path}", path=path)
-        return StatResult(int(m), int(u), int(g), int(size), float(mtime), float(ctime), int(ino), int(nlink))
+        return _stat(self._call("stat", f"stat {path}", path=path))
+
+    def batch(self, op: str, calls: list[dict[str, Any]]) -> list[Any]:
+        """Calls of one kind (``ddx.host.batch``) in as few requests as the agent
+        allows: it answers the items done within the call timeout (and within
+        its ``BATCH_BYTES`` of answer); the rest are asked for again. The item
+        it was on when the time ran out gets ``TimeoutError`` (abandoned in the
+        remote kernel, like a single call), and the ones after it go on."""
+        remote, decode = _BATCH[op]
+        out: list[Any] = []
+        rest = [_batch_args(op, a) for a in calls]
+        while rest:
+            what = f"{op} {rest[0]['path']}" + (f" and {len(rest) - 1} more" if len(rest) > 1 else "")
+            try:
+                t = effective_timeout(self.default_timeout, what)
+            except TimeoutError as exc:  # the probe's time is up: nothing more is asked
+                return out + [exc] * len(rest)
+            try:
+                answer = self._request("batch", what, t + RUN_SLACK, of=remote, calls=rest, timeout=t)
+            except TimeoutError:
+                answer = {"done": [], "stopped": "time"}
+            done = list(answer.get("done") or [])[: len(rest)]
+            for a in done:
+                out.append(decode_error(a) if "error" in a else decode(a.get("ok")))
+            rest = rest[len(done):]
+            if rest and (answer.get("stopped") == "time" or not done):
+                out.append(TimeoutError(f"{op} {rest[0]['path']} did not finish within {t:.1f}s (abandoned)"))
+                rest = rest[1:]
+        return out
 
     def statvfs(self, path: str) -> VfsResult:
         total, free, files, files_free, ro = self._call("statvfs", f"statvfs {path}", path=path)
@@ -380,3 +407,24 @@ class SshHost:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time_mod.sleep(seconds)
+
+
+def _names(value: Any) -> list[str]:
+    return [str(n) for n in value]
+
+
+def _stat(value: Any) -> StatResult:
+    m, u, g, size, mtime, ctime, ino, nlink = value
+    return StatResult(int(m), int(u), int(g), int(size), float(mtime), float(ctime), int(ino), int(nlink))
+
+
+# Host call -> (the agent's operation, the value's decoding)
+_BATCH: dict[str, tuple[str, Any]] = {"read_text": ("read", str), "listdir": ("listdir", _names),
+                                      "stat": ("stat", _stat), "readlink": ("readlink", str)}
+
+
+def _batch_args(op: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    if op == "read_text":
+        return {"path": str(args["path"]), "max_bytes": int(args.get("max_bytes", 4 << 20)),
+                "tail": bool(args.get("tail", False))}
+    return {"path": str(args["path"])}

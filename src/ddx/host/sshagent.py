@@ -70,6 +70,8 @@ def read_bytes(path, max_bytes, tail):
 # --- the agent ---------------------------------------------------------------------
 
 MAX_OUTPUT = 16 << 20  # bytes of one command's stdout or stderr kept
+BATCH_BYTES = 8 << 20  # a batch's answer stops after about this much text; the rest is asked for again
+BATCH_OPS = ("read", "listdir", "stat", "readlink")
 
 
 class Agent(object):
@@ -174,6 +176,45 @@ class Agent(object):
 
     def op_readlink(self, rid, req):
         return os.readlink(req["path"])
+
+    def op_batch(self, rid, req):
+        """Several calls of one kind, in order: each its value or its error, for
+        the items done within ``timeout`` and ``BATCH_BYTES``; ``stopped`` says
+        which limit ended it early ("time": the item after the last one is still
+        running, abandoned with its thread)."""
+        op = str(req["of"])
+        if op not in BATCH_OPS:
+            raise ValueError("cannot batch %s" % op)
+        fn = getattr(self, "op_" + op)
+        calls = list(req["calls"])
+        done = []
+        state = {"stop": False, "stopped": None}
+
+        def go():
+            size = 0
+            for args in calls:
+                if state["stop"]:
+                    return
+                try:
+                    value = fn(rid, args)
+                except Exception as exc:  # noqa: BLE001 - each item's failure is its answer
+                    item = error(None, exc)
+                    del item["id"]
+                    done.append(item)
+                    continue
+                done.append({"ok": value})
+                size += len(value) if isinstance(value, str) else 64
+                if size > BATCH_BYTES:
+                    state["stopped"] = "size"
+                    return
+
+        t = threading.Thread(target=go, name="ddx-agent-batch")
+        t.daemon = True
+        t.start()
+        t.join(float(req["timeout"]))
+        if t.is_alive():
+            state["stop"], state["stopped"] = True, "time"
+        return {"done": list(done), "stopped": state["stopped"]}
 
     def op_time(self, rid, req):
         return time.time()

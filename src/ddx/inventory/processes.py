@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ddx.host import Host, call_timeout
+from ddx.host.batch import read_each
 from ddx.probes.parsers.proctable import (
     Proc,
     ProcTable,
     StatInfo,
+    StatusInfo,
     clk_tck,
     parse_cmdline,
     parse_cpu_times,
@@ -73,10 +75,14 @@ def read_proc_table(host: Host, max_pids: int = 10000, *, boot_time: bool = Fals
         scan.skipped = len(pids) - max_pids
         pids = pids[:max_pids]
     procs: dict[int, Proc] = {}
-    for pid in pids:
-        base = f"/proc/{pid}"
+    # stat of every process, then status and cmdline of the ones that are not kernel
+    # threads, each kind in one batched call (ddx.host.batch: one round trip over SSH)
+    stats: dict[int, StatInfo] = {}
+    for pid, text in zip(pids, read_each(host, [f"/proc/{pid}/stat" for pid in pids])):
         try:
-            st = parse_stat(host.read_text(f"{base}/stat"))
+            if isinstance(text, BaseException):
+                raise text
+            st = parse_stat(text)
         except _GONE:
             scan.vanished += 1
             continue
@@ -91,30 +97,44 @@ def read_proc_table(host: Host, max_pids: int = 10000, *, boot_time: bool = Fals
             continue
         if st.kernel_thread:
             procs[pid] = Proc.from_parts(st, None, ())
-            continue
-        status = None
-        try:
-            status = parse_status(host.read_text(f"{base}/status"))
-        except _GONE:
+        else:
+            stats[pid] = st
+    users = list(stats)
+    statuses: dict[int, StatusInfo | None] = {}
+    for pid, text in zip(users, read_each(host, [f"/proc/{pid}/status" for pid in users])):
+        if isinstance(text, _GONE):
             scan.vanished += 1
             continue
-        except (OSError, ValueError, TimeoutError):
-            pass
+        try:
+            statuses[pid] = None if isinstance(text, BaseException) else parse_status(text)
+        except ValueError:
+            statuses[pid] = None
+    # A process stuck in the kernel (state D) may hang a read of its cmdline: those are
+    # read one by one, and after two hung reads not at all; the rest in one batch.
+    running = [pid for pid in statuses if stats[pid].state not in ("D", "Z")]
+    with call_timeout(CMDLINE_TIMEOUT):
+        argvs = dict(zip(running, read_each(host, [f"/proc/{pid}/cmdline" for pid in running], max_bytes=8192)))
+    for pid in statuses:
+        st = stats[pid]
+        got: str | BaseException | None = argvs.get(pid)
+        if st.state == "D":
+            if len(scan.hung) >= 2:
+                scan.hung.append(pid)  # more of the same stuck host: do not wait on each one
+            else:
+                try:
+                    with call_timeout(CMDLINE_TIMEOUT):
+                        got = host.read_text(f"/proc/{pid}/cmdline", max_bytes=8192)
+                except (OSError, LookupError, TimeoutError) as exc:
+                    got = exc
         argv: tuple[str, ...] = ()
-        if st.state == "D" and len(scan.hung) >= 2:
-            scan.hung.append(pid)  # more of the same stuck host: do not wait on each one
-        elif st.state != "Z":
-            try:
-                with call_timeout(CMDLINE_TIMEOUT):
-                    argv = parse_cmdline(host.read_text(f"{base}/cmdline", max_bytes=8192))
-            except TimeoutError:
-                scan.hung.append(pid)
-            except _GONE:
-                scan.vanished += 1
-                continue
-            except OSError:
-                pass
-        procs[pid] = Proc.from_parts(st, status, argv)
+        if isinstance(got, TimeoutError):
+            scan.hung.append(pid)
+        elif isinstance(got, _GONE):
+            scan.vanished += 1
+            continue
+        elif isinstance(got, str):
+            argv = parse_cmdline(got)
+        procs[pid] = Proc.from_parts(st, statuses[pid], argv)
     btime = None
     if boot_time:
         try:
@@ -128,10 +148,13 @@ def read_proc_table(host: Host, max_pids: int = 10000, *, boot_time: bool = Fals
 def read_stats(host: Host, pids: list[int] | None = None) -> dict[int, StatInfo]:
     """``/proc/PID/stat`` of every process now (or of ``pids``); vanished ones are left out."""
     out: dict[int, StatInfo] = {}
-    for pid in proc_pids(host) if pids is None else pids:
+    pids = proc_pids(host) if pids is None else pids
+    for pid, text in zip(pids, read_each(host, [f"/proc/{pid}/stat" for pid in pids])):
+        if isinstance(text, BaseException):
+            continue
         try:
-            out[pid] = parse_stat(host.read_text(f"/proc/{pid}/stat"))
-        except (OSError, ValueError, LookupError, TimeoutError):
+            out[pid] = parse_stat(text)
+        except ValueError:
             continue
     return out
 

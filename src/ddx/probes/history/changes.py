@@ -85,6 +85,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ddx.host import Host
+from ddx.host.base import StatResult
+from ddx.host.batch import listdir_each, stat_each
 from ddx.inventory.files import expand_glob
 from ddx.model import Evidence, Finding, event_times
 from ddx.probes.base import ProbeContext, probe
@@ -329,59 +331,64 @@ def walk_configs(
     max_files: int,
 ) -> ConfigWalk:
     """Walk the config trees breadth first (bounded), listing what was
-    modified at or after ``cutoff`` (see the module docstring)."""
+    modified at or after ``cutoff`` (see the module docstring). A level of the
+    tree is read with a few batched calls (``ddx.host.batch``): over SSH a
+    thousand files cost a handful of round trips, not a thousand."""
     changed: list[Change] = []
     looked = 0
     truncated = cut_short = False
     walked: list[str] = []
     children_times: dict[str, list[float]] = {}  # directory -> modification times of its entries
-    queue: deque[tuple[str, int]] = deque()
+    level: list[tuple[str, int]] = []
     for root in roots:
         for r in expand_glob(host, root):
-            queue.append((r.rstrip("/") or "/", 0))
+            level.append((r.rstrip("/") or "/", 0))
     seen_dirs: set[tuple[int, int]] = set()
     dir_changes: list[tuple[str, float, list[float]]] = []
-    while queue:
-        path, depth = queue.popleft()
-        try:
-            st = host.stat(path)
-        except (OSError, LookupError, TimeoutError):
-            continue
-        if depth == 0:
-            walked.append(path)
-        else:
-            children_times.setdefault(os.path.dirname(path), []).append(st.mtime)
-        looked += 1
-        if looked > max_files:
-            truncated = cut_short = True
+    while level and not cut_short:
+        chunk, level = level[: max_files + 1 - looked], level[max_files + 1 - looked:]
+        to_list: list[tuple[str, int, StatResult]] = []
+        for (path, depth), st in zip(chunk, stat_each(host, [p for p, _ in chunk])):
+            if isinstance(st, BaseException):
+                continue
+            if depth == 0:
+                walked.append(path)
+            else:
+                children_times.setdefault(os.path.dirname(path), []).append(st.mtime)
+            looked += 1
+            if looked > max_files:
+                truncated = cut_short = True
+                break
+            if stat_mod.S_ISDIR(st.mode):
+                key = (st.ino, st.mode)
+                if st.ino and key in seen_dirs:
+                    continue
+                seen_dirs.add(key)
+                if depth >= max_depth:
+                    truncated = True
+                    continue
+                to_list.append((path, depth, st))
+            elif st.mtime >= cutoff and stat_mod.S_ISREG(st.mode):  # sockets and FIFOs hold no settings
+                changed.append(Change("config", st.mtime, f"modified {path}", path))
+        if cut_short:
             break
-        if stat_mod.S_ISDIR(st.mode):
-            key = (st.ino, st.mode)
-            if st.ino and key in seen_dirs:
+        ignored: list[tuple[list[float], str]] = []  # (its directory's list of entry times, entry)
+        deeper: list[tuple[str, int]] = []
+        for (path, depth, st), names in zip(to_list, listdir_each(host, [p for p, _, _ in to_list])):
+            if isinstance(names, BaseException):
                 continue
-            seen_dirs.add(key)
-            if depth >= max_depth:
-                truncated = True
-                continue
-            try:
-                names = host.listdir(path)
-            except (OSError, LookupError, TimeoutError):
-                continue
-            children = [os.path.join(path, n) for n in names]
             child_times: list[float] = []
-            for child in children:
+            for child in (os.path.join(path, n) for n in names):
                 if _ignored(child, ignore):
-                    try:
-                        child_times.append(host.stat(child).mtime)
-                    except (OSError, LookupError, TimeoutError):
-                        pass
+                    ignored.append((child_times, child))
                 else:
-                    queue.append((child, depth + 1))
+                    deeper.append((child, depth + 1))
             if st.mtime >= cutoff:
                 dir_changes.append((path, st.mtime, child_times))
-            continue
-        if st.mtime >= cutoff and stat_mod.S_ISREG(st.mode):  # sockets and FIFOs hold no settings
-            changed.append(Change("config", st.mtime, f"modified {path}", path))
+        for (times, _child), cst in zip(ignored, stat_each(host, [c for _, c in ignored])):
+            if not isinstance(cst, BaseException):
+                times.append(cst.mtime)
+        level = level + deeper
     # A directory modified in the window with no entry modified at about that time: an entry went away.
     for path, mtime, ignored_times in [] if cut_short else dir_changes:  # unvisited entries explain nothing
         inside = children_times.get(path, []) + ignored_times
@@ -532,17 +539,13 @@ def find_code_changes(host: Host, dirs: Iterable[str], cutoff: float) -> tuple[l
                 names = host.listdir(d)
             except (OSError, LookupError, TimeoutError):
                 continue
-            for n in names:
-                looked += 1
-                if looked > CODE_MAX_ENTRIES:
-                    break
+            names = names[: CODE_MAX_ENTRIES - looked]
+            looked += len(names)
+            kept = [n for n in names if not (n.startswith(".") or n in _NOT_CODE_DIRS)]
+            for n, st in zip(kept, stat_each(host, [os.path.join(d, n) for n in kept])):
+                if isinstance(st, BaseException):
+                    continue
                 path = os.path.join(d, n)
-                if n.startswith(".") or n in _NOT_CODE_DIRS:
-                    continue
-                try:
-                    st = host.stat(path)
-                except (OSError, LookupError, TimeoutError):
-                    continue
                 if stat_mod.S_ISDIR(st.mode):
                     if depth < CODE_MAX_DEPTH:
                         queue.append((path, depth + 1))

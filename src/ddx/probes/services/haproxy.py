@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ddx.errors import ProbeError
+from ddx.host.batch import read_each
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.units import duration
@@ -472,10 +473,9 @@ def _discover(host: Any) -> tuple[list[Source], list[str]]:
         pids = [p for p in host.listdir("/proc") if p.isdigit()]
     except (OSError, LookupError):
         return [], []
-    for pid in pids:
+    comms = read_each(host, [f"/proc/{pid}/comm" for pid in pids], max_bytes=64)  # batched: ddx.host.batch
+    for pid in [p for p, c in zip(pids, comms) if isinstance(c, str) and c.strip() == "haproxy"]:
         try:
-            if host.read_text(f"/proc/{pid}/comm", max_bytes=64).strip() != "haproxy":
-                continue
             argv = host.read_text(f"/proc/{pid}/cmdline", max_bytes=65536).split("\0")
         except (OSError, LookupError, TimeoutError):
             continue

@@ -23,9 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ddx.host import Host, redact_cmdline
+from ddx.host.batch import read_each
 from ddx.model import Evidence, Finding
 from ddx.probes.base import ProbeContext, probe
 from ddx.probes.parsers.proctable import (
+    StatusInfo,
     argv_words,
     parse_cmdline,
     parse_file_nr,
@@ -36,7 +38,6 @@ from ddx.probes.parsers.proctable import (
 __all__ = ["FdUse", "fds", "fd_candidates", "read_fd_uses"]
 
 
-_GONE = (FileNotFoundError, ProcessLookupError, LookupError)
 MAX_SAMPLES = 8
 
 
@@ -90,20 +91,28 @@ def read_fd_uses(host: Host, percent: float, max_scans: int, max_pids: int, min_
     pids = sorted(int(n) for n in host.listdir("/proc") if n.isdigit())[:max_pids]
     uses: list[FdUse] = []
     vanished = 0
-    for pid in pids:
+    statuses: dict[int, StatusInfo] = {}
+    for pid, text in zip(pids, read_each(host, [f"/proc/{pid}/status" for pid in pids])):  # batched: ddx.host.batch
         try:
-            st = parse_status(host.read_text(f"/proc/{pid}/status"))
-            if st.kernel_thread or st.fdsize <= 0:
-                continue
-            lim = parse_limits(host.read_text(f"/proc/{pid}/limits")).get("Max open files")
-        except _GONE:
+            if isinstance(text, BaseException):
+                raise text
+            st = parse_status(text)
+        except (OSError, LookupError, ValueError, TimeoutError):
             vanished += 1
             continue
-        except (OSError, ValueError, TimeoutError):
+        if not st.kernel_thread and st.fdsize > 0:
+            statuses[pid] = st
+    for pid, text in zip(statuses, read_each(host, [f"/proc/{pid}/limits" for pid in statuses])):
+        try:
+            if isinstance(text, BaseException):
+                raise text
+            lim = parse_limits(text).get("Max open files")
+        except (OSError, LookupError, ValueError, TimeoutError):
             vanished += 1
             continue
         if lim is None or lim.soft is None or lim.soft <= 0:
             continue
+        st = statuses[pid]
         uses.append(FdUse(pid, st.name, st.uid, st.fdsize, lim.soft))
     cands = fd_candidates(uses, percent, min_free)
     counted: list[FdUse] = []
