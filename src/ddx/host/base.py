@@ -59,6 +59,11 @@ class Host(Protocol):
 
     Calls that read the same thing twice (counters sampled over a window) get
     the successive recorded values on a bundle, in order.
+
+    A host may also have ``batch(op, calls)``: many ``read_text``, ``listdir``,
+    ``stat`` or ``readlink`` calls in one go, each item's value or exception in
+    order (``SshHost``: one request instead of one round trip each). Probes
+    reach it through ``ddx.host.batch``, which calls the others once per item.
     """
 
     name: str
