@@ -2,11 +2,12 @@
 
 Three hosts fulfil it: ``LiveHost`` (the running machine), ``RecordingHost``
 (wraps another and records every call) and ``BundleHost`` (replays a recording).
-``live`` is the one capability a probe may ask about: only a live host may be
-talked to over the network (a replayed bundle did not record those exchanges,
-and the replaying machine's loopback is somebody else's), and neither may a
-host read over SSH (``SshHost``: a connection from here to its 127.0.0.1:PORT
-would reach this machine); ``offline_reason`` says which.
+``live`` says whether a host is the running machine. Network exchanges with a
+host's services go through ``ddx.host.net``: on the running machine a plain
+socket, on a host read over SSH (``SshHost``) a connection its agent makes
+there (so 127.0.0.1:PORT is that host's), on a replayed bundle none (it did not
+record those exchanges, and the replaying machine's loopback is somebody
+else's; ``offline_reason`` says so).
 """
 
 from __future__ import annotations
@@ -109,11 +110,8 @@ def is_live(host: object) -> bool:
 
 
 def offline_reason(host: object, bundle_reason: str) -> str:
-    """Why a network exchange is not made with a host that is not live:
-    ``bundle_reason`` for a replayed bundle, "not looked at" for a host read
-    over SSH (its ``remote`` attribute names it)."""
-    via = getattr(host, "remote", "")
-    if via:
-        return (f"not looked at (remote over SSH, {via}): a network connection from here "
-                "would reach this machine, not that host")
+    """Why a network exchange is not made with ``host``, for which
+    ``ddx.host.net.can_connect`` is false: a replayed bundle is the one such host,
+    so this is ``bundle_reason``."""
+    del host
     return bundle_reason

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import tarfile
 import threading
 import time as time_mod
@@ -124,6 +125,13 @@ class RecordingHost:
 
     def time(self) -> float:
         return self._do("time", {}, self.inner.time, lambda v: {"value": v})
+
+    def connect(self, address: tuple[str, int] | str, timeout: float) -> socket.socket:
+        """A connection made as the inner host makes it (``ddx.host.net``); network
+        exchanges are not recorded (a bundle says they were not replayed)."""
+        from ddx.host.net import open_connection
+
+        return open_connection(self.inner, address, timeout)
 
     def sleep(self, seconds: float) -> None:
         self.inner.sleep(seconds)

@@ -13,20 +13,23 @@ there without a shell, in their own session, killed on timeout.
 A host that refuses, is unknown, fails authentication or does not answer
 raises ``SshError`` (one line naming the target) within ``connect_timeout``.
 
-``live`` is False: a network exchange made from here with the services the
-remote host listens on (127.0.0.1:PORT) would reach *this* machine, so those
-checks are not made (``ddx.host.base.offline_reason`` says so). ``psql`` and
-``mysql`` run on the remote host through ``run`` and so still work.
+``live`` is False (it is not this machine). A probe's network exchange with a
+service there (``ddx.host.net``) goes through ``connect``: the agent opens the
+connection on the remote host and relays its bytes, so 127.0.0.1:PORT is that
+host's loopback. ``psql`` and ``mysql`` run on the remote host through ``run``.
 """
 
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import itertools
 import json
 import os
+import queue
 import shlex
+import socket
 import subprocess
 import threading
 import time as time_mod
@@ -156,6 +159,7 @@ class SshHost:
         self._out: list[bytes] = []  # requests not yet written
         self._writing = False
         self._pending: dict[int, _Pending] = {}
+        self._relays: dict[int, _Relay] = {}  # connections made there, by id
         self._stderr = bytearray()
         self._hello = threading.Event()
         self._lost: str | None = None
@@ -243,6 +247,12 @@ class SshHost:
                     continue
                 if not isinstance(msg, dict):
                     continue
+                if "sock" in msg:
+                    with self._lock:
+                        relay = self._relays.get(msg["sock"])
+                    if relay is not None:
+                        relay.inbox.put(base64.b64decode(msg["data"]) if "data" in msg else None)
+                    continue
                 if "hello" in msg:
                     self.name = str(msg.get("hostname") or self.target)
                     self.python = str(msg.get("python", "0.0"))
@@ -275,6 +285,9 @@ class SshHost:
         with self._lock:
             self._lost = self._lost or reason
             pending, self._pending = self._pending, {}
+            relays, self._relays = self._relays, {}
+        for relay in relays.values():
+            relay.inbox.put(None)
         for slot in pending.values():
             slot.exc = ConnectionResetError(f"ssh {self.target}: connection lost ({self._lost})")
             slot.done.set()
@@ -285,8 +298,8 @@ class SshHost:
         """Why the session ended (None while it works, and after ``close``)."""
         return self._lost if self._lost != "closed" else None
 
-    def _request(self, op: str, what: str, wait: float, **args: Any) -> Any:
-        rid = next(self._ids)
+    def _request(self, op: str, what: str, wait: float, rid: int | None = None, **args: Any) -> Any:
+        rid = next(self._ids) if rid is None else rid
         slot = _Pending()
         with self._lock:
             if self._lost is not None:
@@ -318,6 +331,10 @@ class SshHost:
         _open_hosts.discard(self)
         with self._lock:
             self._lost = self._lost or "closed"
+            relays, self._relays = self._relays, {}
+        for relay in relays.values():
+            relay.inbox.put(None)
+            relay.close()
         if proc is None:
             return
         with contextlib.suppress(OSError, ValueError):
@@ -388,6 +405,33 @@ class SshHost:
     def readlink(self, path: str) -> str:
         return str(self._call("readlink", f"readlink {path}", path=path))
 
+    def connect(self, address: tuple[str, int] | str, timeout: float) -> socket.socket:
+        """A stream socket connected *from the remote host* to ``address`` ((host,
+        port), or a Unix socket's path): one end of a local socket pair whose bytes
+        the agent relays (``ddx.host.net.open_connection``). Raises what connecting
+        there raised (``ConnectionRefusedError``, ``TimeoutError``, ``OSError``)."""
+        where = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
+        what = f"connect to {where}"
+        t = effective_timeout(timeout, what)
+        spec: dict[str, Any] = {"path": address} if isinstance(address, str) else {
+            "host": str(address[0]), "port": int(address[1])}
+        rid = next(self._ids)
+        here, there = socket.socketpair()
+        relay = _Relay(self, rid, there)
+        with self._lock:  # before the request: what the server says first may come before the answer
+            self._relays[rid] = relay
+        try:
+            self._request("open", what, t + RUN_SLACK, rid=rid, timeout=t, **spec)
+        except BaseException:
+            with self._lock:
+                self._relays.pop(rid, None)
+            here.close()
+            relay.close()
+            raise
+        relay.start()
+        here.settimeout(timeout)
+        return here
+
     def run(self, argv: list[str], *, timeout: float = 2.0, env: Mapping[str, str] | None = None) -> CommandResult:
         """Run ``argv`` on the remote host (no shell; a C locale, ``env`` added);
         killed there on timeout (``TimeoutError``)."""
@@ -407,6 +451,56 @@ class SshHost:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time_mod.sleep(seconds)
+
+
+class _Relay:
+    """This side of a connection the agent made there: the probe holds one end
+    of a socket pair; a thread sends what the probe writes to the agent, another
+    writes what the agent received to the probe, in order. When both are done
+    (or the session ends) the pair's other end is closed."""
+
+    def __init__(self, host: SshHost, cid: int, there: socket.socket) -> None:
+        self.host, self.cid, self.there = host, cid, there
+        self.inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._left = 2
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        for target in (self._sending, self._receiving):
+            threading.Thread(target=target, daemon=True, name="ddx-ssh-relay").start()
+
+    def _sending(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for data in iter(lambda: self.there.recv(65536), b""):
+                self.host._write(json.dumps({"op": "send", "sock": self.cid,
+                                             "data": base64.b64encode(data).decode("ascii")}).encode() + b"\n")
+        with contextlib.suppress(OSError, ValueError):
+            self.host._write(json.dumps({"op": "close", "sock": self.cid}).encode() + b"\n")
+        self._done()
+
+    def _receiving(self) -> None:
+        for data in iter(self.inbox.get, None):
+            try:
+                self.there.sendall(data)
+            except OSError:
+                break
+        with contextlib.suppress(OSError):
+            self.there.shutdown(socket.SHUT_WR)  # the probe reads the end of the reply
+        with self.host._lock:
+            self.host._relays.pop(self.cid, None)
+        self._done()
+
+    def _done(self) -> None:
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.there.shutdown(socket.SHUT_RDWR)
+        self.there.close()
 
 
 def _names(value: Any) -> list[str]:

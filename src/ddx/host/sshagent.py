@@ -14,9 +14,18 @@ only itself: the local side stops waiting after its timeout. ``{"op": "cancel", 
 The agent reads only; it exits, killing the commands it started, as soon as
 its stdin closes (the SSH session ended).
 
+Connections: ``{"id": N, "op": "open", "host", "port"}`` (or ``"path"`` for a
+Unix socket) connects from the remote host and answers N; then
+``{"op": "send", "sock": N, "data": BASE64}`` and ``{"op": "close", "sock": N}``
+go to it in order (no answer), and what it receives comes back as
+``{"sock": N, "data": BASE64}``, then ``{"sock": N, "eof": true}``. This is how
+ddx's network checks of the services there (an HTTP request, a TLS handshake,
+memcached's stats) reach that host's 127.0.0.1 instead of this one's.
+
 ``read_bytes`` is also the reader ``LiveHost`` uses: one helper for both.
 """
 
+import base64
 import json
 import os
 import queue
@@ -72,6 +81,8 @@ def read_bytes(path, max_bytes, tail):
 MAX_OUTPUT = 16 << 20  # bytes of one command's stdout or stderr kept
 BATCH_BYTES = 8 << 20  # a batch's answer stops after about this much text; the rest is asked for again
 BATCH_OPS = ("read", "listdir", "stat", "readlink")
+MAX_RECEIVED = 64 << 20  # bytes relayed back from one connection; past this it is closed
+MAX_SOCKETS = 64  # connections open at once
 
 
 class Agent(object):
@@ -86,6 +97,7 @@ class Agent(object):
         self.jobs = queue.Queue()
         self.ilock = threading.Lock()
         self.idle = 0  # workers waiting for a job, or about to
+        self.socks = {}  # connection id -> Relay
 
     def send(self, obj):
         """Queue one answer; the first thread to find nobody writing writes every
@@ -128,6 +140,12 @@ class Agent(object):
                 continue
             if req.get("op") == "cancel":
                 self.cancel(req.get("id"))
+                continue
+            if req.get("op") in ("send", "close"):  # in order, never blocking this loop
+                with self.plock:
+                    relay = self.socks.get(req.get("sock"))
+                if relay is not None:
+                    relay.outbox.put(base64.b64decode(req["data"]) if req["op"] == "send" else None)
                 continue
             self.dispatch(req)
 
@@ -216,6 +234,31 @@ class Agent(object):
             state["stop"], state["stopped"] = True, "time"
         return {"done": list(done), "stopped": state["stopped"]}
 
+    def op_open(self, rid, req):
+        timeout = float(req["timeout"])
+        with self.plock:
+            if len(self.socks) >= MAX_SOCKETS:
+                raise OSError(24, "too many relayed connections open")
+        try:
+            if "path" in req:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(timeout)
+                try:
+                    sock.connect(str(req["path"]))
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                sock = socket.create_connection((str(req["host"]), int(req["port"])), timeout)
+        except socket.timeout:  # Python < 3.10: not yet a TimeoutError
+            raise TimeoutError("timed out")
+        sock.settimeout(None)
+        relay = Relay(self, rid, sock)
+        with self.plock:
+            self.socks[rid] = relay
+        relay.start()
+        return rid
+
     def op_time(self, rid, req):
         return time.time()
 
@@ -249,6 +292,56 @@ class Agent(object):
             p = self.procs.get(rid)
         if p is not None:
             kill_group(p.pid)
+
+
+class Relay(object):
+    """One connection made from here: bytes from ddx are sent in order by one
+    thread, what comes back is passed on by another."""
+
+    def __init__(self, agent, cid, sock):
+        self.agent, self.cid, self.sock = agent, cid, sock
+        self.outbox = queue.Queue()  # bytes to send; None: close
+
+    def start(self):
+        for target in (self.sending, self.receiving):
+            t = threading.Thread(target=target, name="ddx-agent-relay")
+            t.daemon = True
+            t.start()
+
+    def sending(self):
+        while True:
+            data = self.outbox.get()
+            if data is None:
+                break
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                break
+        self.finish()
+
+    def receiving(self):
+        got = 0
+        try:
+            while got <= MAX_RECEIVED:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                got += len(data)
+                self.agent.send({"sock": self.cid, "data": base64.b64encode(data).decode("ascii")})
+        except OSError:
+            pass
+        self.agent.send({"sock": self.cid, "eof": True})
+        self.finish()
+
+    def finish(self):
+        with self.agent.plock:
+            self.agent.socks.pop(self.cid, None)
+        self.outbox.put(None)  # the sending thread ends too
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
 
 
 def kill_group(pgid):

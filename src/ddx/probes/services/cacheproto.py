@@ -255,11 +255,16 @@ def inventory_listeners(inv: Inventory, programs: Iterable[str]) -> list[Listeni
 class _Conn:
     """One TCP connection with a single deadline for everything done on it."""
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
+    def __init__(self, host: str, port: int, timeout: float, via: Any = None) -> None:
+        from ddx.host.net import open_connection
+
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
         try:
-            self.sock = socket.create_connection((host, port), timeout=timeout)
+            if via is None:
+                self.sock = socket.create_connection((host, port), timeout=timeout)
+            else:  # as the host examined sees it (over SSH: from there)
+                self.sock = open_connection(via, (host, port), timeout)
         except ConnectionRefusedError:
             raise TargetRefused("connection refused") from None
         except TimeoutError:
@@ -318,13 +323,14 @@ def _memcached_reply_done(buf: bytes) -> bool:
     return False
 
 
-def memcached_query(host: str, port: int, commands: Sequence[str], timeout: float) -> list[str]:
+def memcached_query(host: str, port: int, commands: Sequence[str], timeout: float, *, via: Any = None) -> list[str]:
     """Send each text command (``stats``, ``stats settings``) on one connection
-    and return each raw reply. Read-only: only ``stats`` commands are sent."""
+    and return each raw reply. Read-only: only ``stats`` commands are sent.
+    ``via``: the Host to connect as (``ddx.host.net``; None: this machine)."""
     for c in commands:
         if not c.startswith("stats"):
             raise ValueError(f"memcached_query sends only stats commands, not {c!r}")
-    conn = _Conn(host, port, timeout)
+    conn = _Conn(host, port, timeout, via)
     try:
         out = []
         for c in commands:
@@ -352,6 +358,7 @@ def redis_query(
     *,
     username: str | None = None,
     password: str | None = None,
+    via: Any = None,
 ) -> list[Any]:
     """AUTH when a password is given, then the commands (pipelined) on one
     connection; returns each command's reply (``RespError`` for an error
@@ -361,7 +368,7 @@ def redis_query(
     for c in commands:
         if not c or c[0].upper() not in _READ_ONLY_REDIS or (c[0].upper() == "CONFIG" and c[1].upper() != "GET"):
             raise ValueError(f"redis_query sends only read-only commands, not {' '.join(c[:2])!r}")
-    conn = _Conn(host, port, timeout)
+    conn = _Conn(host, port, timeout, via)
     try:
         wire = []
         if password is not None:
@@ -400,9 +407,10 @@ def redis_query(
 def live_network(host: Any) -> None:
     """Refuse to open sockets when ``host`` is a replayed bundle (the replies
     were not recorded, and the replaying machine's loopback is another host)."""
-    from ddx.host import is_live, offline_reason
+    from ddx.host import offline_reason
+    from ddx.host.net import can_connect
 
-    if not is_live(host):
+    if not can_connect(host):
         raise ProbeTargetError(offline_reason(host, "network replies are not recorded in bundles; run it on the live host"))
 
 
@@ -631,7 +639,7 @@ def probe_caches(
     if not targets:
         raise NotApplicable(f"no {program} found (no {program} process listens on TCP; name one in targets)")
     timeout = float(ctx.opt("target_timeout"))
-    sampled = sample_twice(ctx, targets, lambda t: read(t, timeout), timeout)
+    sampled = sample_twice(ctx, targets, lambda t: read(t, timeout, ctx.host), timeout)
     findings = judge_targets(ctx, sampled, program, judge)
     failed = failures_error(sampled)
     if not findings:

@@ -48,6 +48,7 @@ from typing import Any
 
 from ddx.errors import ConfigError, ProbeError
 from ddx.host import Host, is_live, offline_reason
+from ddx.host.net import can_connect, open_connection
 from ddx.inventory.files import expand_glob
 from ddx.inventory.model import Inventory
 from ddx.inventory.nginx import DEFAULT_PREFIX, nginx_paths, read_nginx
@@ -135,7 +136,25 @@ def _resolve(host: str, port: int, timeout: float) -> list[tuple[Any, ...]]:
 _NO_SUCH_NAME = {e for e in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None)) if e is not None}
 
 
-def _connect(host: str, port: int, resolve_timeout: float, timeout: float) -> tuple[socket.socket | None, Check]:
+def _connect_via(via: Any, host: str, port: int, timeout: float) -> tuple[socket.socket | None, Check]:
+    """Resolve and connect as the Host ``via`` (over SSH: there, by the agent)."""
+    try:
+        return open_connection(via, (host, port), timeout), Check(True)
+    except TimeoutError:
+        return None, Check(False, f"timed out after {timeout:.1f}s")
+    except ConnectionRefusedError:
+        return None, Check(False, "connection refused")
+    except OSError as exc:  # getaddrinfo's errors come back with their (negative) EAI_ numbers
+        reason = exc.strerror or str(exc)
+        if exc.errno is not None and exc.errno < 0:
+            return None, Check(False, f"does not resolve ({reason})", no_such_name=exc.errno in _NO_SUCH_NAME)
+        return None, Check(False, reason)
+
+
+def _connect(host: str, port: int, resolve_timeout: float, timeout: float, via: Any = None
+             ) -> tuple[socket.socket | None, Check]:
+    if via is not None and not is_live(via):
+        return _connect_via(via, host, port, max(resolve_timeout, timeout))
     try:
         infos = _resolve(host, port, resolve_timeout)
     except (OSError, TimeoutError) as exc:
@@ -159,17 +178,18 @@ def _connect(host: str, port: int, resolve_timeout: float, timeout: float) -> tu
     return None, Check(False, last, ip=str(infos[0][4][0]) if infos else "")
 
 
-def tcp_check(host: str, port: int, resolve_timeout: float = 1.0, timeout: float = 1.0) -> Check:
-    """Resolve ``host`` and open (then close) one TCP connection to it."""
-    s, res = _connect(host, port, resolve_timeout, timeout)
+def tcp_check(host: str, port: int, resolve_timeout: float = 1.0, timeout: float = 1.0, via: Any = None) -> Check:
+    """Resolve ``host`` and open (then close) one TCP connection to it, as the
+    Host ``via`` sees it (None: this machine; ``ddx.host.net``)."""
+    s, res = _connect(host, port, resolve_timeout, timeout, via)
     if s is not None:
         s.close()
     return res
 
 
-def http_status(host: str, port: int, path: str, timeout: float = 1.5) -> Check:
+def http_status(host: str, port: int, path: str, timeout: float = 1.5, via: Any = None) -> Check:
     """One ``GET path`` over HTTP/1.0; the status code, or why there is none."""
-    s, res = _connect(host, port, timeout, timeout)
+    s, res = _connect(host, port, timeout, timeout, via)
     if s is None:
         return res
     try:
@@ -339,7 +359,7 @@ def drift(ctx: ProbeContext) -> list[Finding]:
     if not files.read:
         why = "; ".join(files.errors[:3])
         raise NotApplicable("no nginx or application configuration found" + (f" ({why})" if why else ""))
-    if not is_live(ctx.host):
+    if not can_connect(ctx.host):
         raise ProbeError(offline_reason(ctx.host, "network checks are not recorded in bundles: not replayed"))
 
     by_addr: dict[tuple[str, int], list[Endpoint]] = {}
@@ -357,8 +377,8 @@ def drift(ctx: ProbeContext) -> list[Finding]:
     def run(job: tuple[str, tuple[str, int]]) -> Check:
         kind, (h, p) = job
         if kind == "tcp":
-            return tcp_check(h, p, rtimeout, ctimeout)
-        return http_status(h, p, health, ctimeout + 0.5)
+            return tcp_check(h, p, rtimeout, ctimeout, via=ctx.host)
+        return http_status(h, p, health, ctimeout + 0.5, via=ctx.host)
 
     from ddx.host import parallel_map
 

@@ -58,6 +58,7 @@ from typing import Any
 
 from ddx.errors import ProbeError
 from ddx.host.batch import read_each
+from ddx.host.net import open_connection
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.units import duration
@@ -409,12 +410,11 @@ def judge(rows: Sequence[StatRow], options: Mapping[str, Any], source: str) -> l
 # --- network reads (the only socket code) ---------------------------------------------------
 
 
-def query_socket(path: str, timeout: float) -> str:
+def query_socket(path: str, timeout: float, via: Any = None) -> str:
     """``show stat`` on an HAProxy admin socket; the reply (HAProxy closes
-    after one command in non-interactive mode)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
+    after one command in non-interactive mode). Connected as the Host ``via``
+    (``ddx.host.net``; None: this machine)."""
+    with open_connection(via, path, timeout) as s:
         s.sendall(b"show stat\n")
         chunks: list[bytes] = []
         size = 0
@@ -427,7 +427,7 @@ def query_socket(path: str, timeout: float) -> str:
     return b"".join(chunks).decode("utf-8", errors="replace")
 
 
-def fetch_stats_url(url: str, timeout: float) -> str:
+def fetch_stats_url(url: str, timeout: float, via: Any = None) -> str:
     """GET the stats page as CSV (``URL;csv``); the body, or raise."""
     u = split_url(url)[0]
     if u.scheme != "http" or not u.hostname:
@@ -437,6 +437,8 @@ def fetch_stats_url(url: str, timeout: float) -> str:
         path += ";csv"
     conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=timeout)
     try:
+        if via is not None:
+            conn.sock = open_connection(via, (u.hostname, u.port or 80), timeout)
         conn.request("GET", path, headers={"User-Agent": "ddx"})
         resp = conn.getresponse()
         body = resp.read(MAX_REPLY)
@@ -536,7 +538,8 @@ def haproxy(ctx: ProbeContext) -> list[Finding]:
     timeout = float(ctx.opt("target_timeout"))
 
     def read(s: Source) -> list[StatRow]:
-        text = query_socket(s.where, timeout) if s.kind == "socket" else fetch_stats_url(s.where, timeout)
+        text = (query_socket(s.where, timeout, ctx.host) if s.kind == "socket"
+                else fetch_stats_url(s.where, timeout, ctx.host))
         return parse_show_stat(text)
 
     results = parallel_map(read, sources, timeout + 0.5)

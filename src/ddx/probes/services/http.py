@@ -49,6 +49,7 @@ from typing import Any
 
 from ddx.errors import ProbeError
 from ddx.host import Host, is_live, offline_reason, parallel_map
+from ddx.host.net import can_connect, open_connection
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.parsers.httpparse import (
@@ -123,7 +124,7 @@ def fetch(host: Host, url: str, *, timeout: float, method: str = "GET", body: by
     """One HTTP request. Raises ``TimeoutError`` ("no response within Xs"),
     ``ConnectionError``/``OSError`` (refused, reset), ``ValueError`` (not an
     HTTP answer, bad URL), ``LookupError`` on a bundle."""
-    if not is_live(host):
+    if not can_connect(host):
         raise LookupError(offline_reason(host, "network requests are not recorded in bundles"))
     u, user, password = split_url(url)  # a password with @ or / in it is never taken for the host
     if u.scheme not in ("http", "https") or not u.hostname:
@@ -146,6 +147,9 @@ def fetch(host: Host, url: str, *, timeout: float, method: str = "GET", body: by
     path = (u.path or "/") + (f"?{u.query}" if u.query else "")
     t0 = time.monotonic()
     try:
+        if not is_live(host):  # connected from the host examined (over SSH: from there, ddx.host.net)
+            raw = open_connection(host, (u.hostname, port), timeout)
+            conn.sock = _tls_context().wrap_socket(raw, server_hostname=u.hostname) if u.scheme == "https" else raw
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read(max_body)

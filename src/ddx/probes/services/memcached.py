@@ -115,9 +115,11 @@ class MemcachedSample(dict[str, str]):
     """``stats`` merged with ``stats settings`` (prefixed ``settings.``)."""
 
 
-def read_sample(target: Target, timeout: float) -> MemcachedSample:
-    """One sample of one target: ``stats`` and ``stats settings`` on one connection."""
-    stats_text, settings_text = memcached_query(target.host, target.port, ["stats", "stats settings"], timeout)
+def read_sample(target: Target, timeout: float, via: Any = None) -> MemcachedSample:
+    """One sample of one target: ``stats`` and ``stats settings`` on one connection
+    (made as the Host ``via``, ``ddx.host.net``)."""
+    stats_text, settings_text = memcached_query(target.host, target.port, ["stats", "stats settings"], timeout,
+                                                via=via)
     try:
         stats = parse_memcached_stats(stats_text)
     except ValueError as exc:

@@ -47,13 +47,13 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
 from ddx.errors import ConfigError
-from ddx.host import Host, is_live, offline_reason, parallel_map, redact_cmdline
+from ddx.host import Host, offline_reason, parallel_map, redact_cmdline
+from ddx.host.net import can_connect, open_connection
 from ddx.inventory.processes import read_proc_table, read_stats
 from ddx.inventory.sockets import read_sockets
 from ddx.model import Evidence, Finding
@@ -256,13 +256,14 @@ def _row(s: PoolSample) -> str:
 # --- network reads (the only socket code) ---------------------------------------------------
 
 
-def _fetch_http(url: str, timeout: float) -> str:
-    """GET ``http://host[:port]/path`` (HTTP/1.0, no redirects); the body, or raise."""
+def _fetch_http(url: str, timeout: float, via: Any = None) -> str:
+    """GET ``http://host[:port]/path`` (HTTP/1.0, no redirects); the body, or raise.
+    Connected as the Host ``via`` (``ddx.host.net``; None: this machine)."""
     m = re.match(r"^http://(\[[^\]]+\]|[^/:]+)(?::(\d+))?(/[^\s]*)?$", url)
     if not m:
         raise ValueError("expected http://host[:port]/path (https status pages are not supported)")
     host, port, path = m.group(1).strip("[]"), int(m.group(2) or 80), m.group(3) or "/"
-    with socket.create_connection((host, port), timeout=timeout) as s:
+    with open_connection(via, (host, port), timeout) as s:
         s.settimeout(timeout)
         s.sendall(f"GET {path} HTTP/1.0\r\nHost: {m.group(1)}\r\nUser-Agent: ddx\r\n\r\n".encode())
         data = b""
@@ -280,21 +281,17 @@ def _fetch_http(url: str, timeout: float) -> str:
     return body.decode("utf-8", errors="replace")
 
 
-def _fetch_uwsgi(addr: str, timeout: float) -> str:
+def _fetch_uwsgi(addr: str, timeout: float, via: Any = None) -> str:
     """Read the uWSGI stats server: it writes its JSON and closes."""
     if addr.startswith(("/", "@")):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         target: Any = "\0" + addr[1:] if addr.startswith("@") else addr
     else:
         host, _, port = addr.rpartition(":")
         if not port.isdigit() or not host:
             raise ValueError("expected host:port or a socket path")
-        s = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
-        target = None
-    with s:
+        target = (host.strip("[]"), int(port))
+    with open_connection(via, target, timeout) as s:
         s.settimeout(timeout)
-        if target is not None:
-            s.connect(target)
         data = b""
         while len(data) < (4 << 20):
             chunk = s.recv(65536)
@@ -445,7 +442,7 @@ def pools(ctx: ProbeContext) -> list[Finding]:
         passenger = any(p.comm.startswith("Passenger") or p.program.startswith("Passenger") for p in table.user_procs())
     if not (proc_pools or urls or stats_addrs or passenger):
         raise NotApplicable("no worker pool found (gunicorn, uWSGI, php-fpm, puma, unicorn, Passenger)")
-    live = is_live(ctx.host)
+    live = can_connect(ctx.host)
 
     samples: list[PoolSample] = []
     before: dict[int, StatInfo] | None = None
@@ -501,8 +498,8 @@ def _remote(
     def read(job: tuple[str, str]) -> Any:
         kind, where = job
         if kind == "fpm":
-            return parse_fpm_status(_fetch_http(where, timeout))
-        return parse_uwsgi_stats(_fetch_uwsgi(where, timeout))
+            return parse_fpm_status(_fetch_http(where, timeout, ctx.host))
+        return parse_uwsgi_stats(_fetch_uwsgi(where, timeout, ctx.host))
 
     got: dict[tuple[str, str], Any] = {}
     for job, res in zip(remote, parallel_map(read, remote, timeout + 0.5)):

@@ -125,13 +125,15 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def read_sample(target: Target, timeout: float) -> dict[str, str]:
+def read_sample(target: Target, timeout: float, via: Any = None) -> dict[str, str]:
     """INFO all plus CONFIG GET of a few settings (prefixed ``config.``; missing
-    when CONFIG is renamed or disabled)."""
+    when CONFIG is renamed or disabled), on connections made as the Host ``via``
+    (``ddx.host.net``)."""
     cmds = [["INFO", "all"], *(["CONFIG", "GET", k] for k in CONFIG_KEYS)]
     if target.scheme == "rediss":
         raise ProbeTargetError("rediss:// (TLS) is not supported yet")
-    replies = redis_query(target.host, target.port, cmds, timeout, username=target.username, password=target.password)
+    replies = redis_query(target.host, target.port, cmds, timeout, username=target.username, password=target.password,
+                          via=via)
     info = replies[0]
     if isinstance(info, RespError):
         raise ProbeTargetError(f"INFO failed: {info[:80]}")
@@ -149,7 +151,7 @@ def read_sample(target: Target, timeout: float) -> dict[str, str]:
                 out[f"config.{k}"] = str(v)
     if _keys(out):
         try:
-            queues = read_queues(lambda c: redis_query(target.host, target.port, c, timeout,
+            queues = read_queues(lambda c: redis_query(target.host, target.port, c, timeout, via=via,
                                                        username=target.username, password=target.password))
         except (ProbeTargetError, OSError):
             queues = []  # the queues are extra: INFO alone still tells the server's state

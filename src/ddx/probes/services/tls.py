@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ddx.errors import ProbeError
-from ddx.host import Host, is_live, offline_reason, parallel_map
+from ddx.host import Host, offline_reason, parallel_map
+from ddx.host.net import can_connect, open_connection
 from ddx.model import Evidence, Finding, State
 from ddx.probes.base import NotApplicable, ProbeContext, probe
 from ddx.probes.services.web import hostport, web_servers
@@ -165,7 +166,7 @@ def fetch_cert(host: Host, addr: str, port: int, server_name: str | None, *, tim
     """The leaf certificate (DER) the server presents, unverified. Raises
     ``TimeoutError``, ``NotTLS``, ``OSError`` (refused...), ``LookupError``
     on a bundle."""
-    if not is_live(host):
+    if not can_connect(host):
         raise LookupError(offline_reason(host, "TLS handshakes are not recorded in bundles"))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -175,7 +176,7 @@ def fetch_cert(host: Host, addr: str, port: int, server_name: str | None, *, tim
     except ssl.SSLError:
         pass
     try:
-        sock = socket.create_connection((addr, port), timeout=timeout)
+        sock = open_connection(host, (addr, port), timeout)  # from the host examined (ddx.host.net)
     except (socket.timeout, TimeoutError):
         raise TimeoutError(f"no connection within {timeout:g} s") from None
     try:
