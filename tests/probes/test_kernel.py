@@ -458,6 +458,11 @@ def test_probe_sees_real_hardware_error_lines_and_two_crashing_programs(crash_lo
 @pytest.mark.root
 def test_healthy_window_reports_absent() -> None:
     since = time.time()
+    if not subprocess.run(["dmesg", "-r"], capture_output=True, timeout=10).stdout.strip():
+        # an emptied ring buffer (dmesg -C) is a probe failure by design; a plain notice is
+        # not a fault (nothing a later diagnosis reads as one)
+        with open("/dev/kmsg", "wb", buffering=0) as kmsg:
+            kmsg.write(b"<5>ddx-test: a notice so that the kernel log is not empty\n")
     status, found = _kernel(since)
     assert status == "ok"
     assert "memory.oom_kills_repeated" not in found or found["memory.oom_kill"].state is State.PRESENT

@@ -7,6 +7,7 @@ import posixpath
 import stat as stat_mod
 
 from ddx.host import Host, StatResult
+from ddx.host.batch import listdir_each, stat_each
 
 __all__ = ["MAX_CONFIG_BYTES", "expand_glob", "has_glob", "is_dir", "is_file", "read_capped", "stat_or_none", "why"]
 
@@ -55,24 +56,23 @@ def expand_glob(host: Host, pattern: str, limit: int = MAX_GLOB, *, files_only: 
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         nxt: list[str] = []
-        for base in found:
-            if not has_glob(part):
-                nxt.append(posixpath.join(base, part))
-                continue
-            try:
-                names = host.listdir(base)
-            except (OSError, LookupError, TimeoutError):
-                continue
-            nxt.extend(posixpath.join(base, n) for n in names if fnmatch.fnmatchcase(n, part)
-                       and (part.startswith(".") or not n.startswith(".")))
-            if len(nxt) > limit * 4 and not last:
-                break
+        if not has_glob(part):
+            nxt = [posixpath.join(base, part) for base in found]
+        else:  # every folder of this level listed in one batched call (ddx.host.batch)
+            for base, names in zip(found, listdir_each(host, found)):
+                if isinstance(names, BaseException):
+                    continue
+                nxt.extend(posixpath.join(base, n) for n in names if fnmatch.fnmatchcase(n, part)
+                           and (part.startswith(".") or not n.startswith(".")))
+                if len(nxt) > limit * 4 and not last:
+                    break
         found = nxt[: limit * 4]
         if not found:
             return []
     out = sorted(found)
     if files_only:
-        out = [p for p in out if is_file(host, p)]
+        out = [p for p, st in zip(out, stat_each(host, out))
+               if not isinstance(st, BaseException) and stat_mod.S_ISREG(st.mode)]
     return out[:limit]
 
 

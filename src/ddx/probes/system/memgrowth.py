@@ -30,6 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ddx.host import Host
+from ddx.host.batch import read_each
 from ddx.inventory.processes import read_proc_table
 from ddx.model import Evidence, Finding
 from ddx.probes.base import ProbeContext, probe
@@ -40,15 +41,9 @@ __all__ = ["FINDING", "grown_with_age", "growing_now", "memgrowth", "rank_correl
 
 FINDING = "memory.process_rss_growing"
 SAMPLES = 4
-_GONE = (FileNotFoundError, ProcessLookupError, LookupError, ValueError, PermissionError)
 
 
-def rss_bytes(host: Host, pid: int) -> int | None:
-    """``VmRSS`` of a process in bytes; None when it is gone, unreadable or has none (kernel threads)."""
-    try:
-        text = host.read_text(f"/proc/{pid}/status", max_bytes=8192)
-    except _GONE + (OSError,):
-        return None
+def _vmrss(text: str) -> int | None:
     for line in text.splitlines():
         if line.startswith("VmRSS:"):
             try:
@@ -56,6 +51,17 @@ def rss_bytes(host: Host, pid: int) -> int | None:
             except (IndexError, ValueError):
                 return None
     return None
+
+
+def rss_bytes(host: Host, pids: list[int]) -> dict[int, int]:
+    """``VmRSS`` in bytes of each process of ``pids`` that has one (gone, unreadable
+    and kernel threads are left out), read in one batched call (``ddx.host.batch``)."""
+    out: dict[int, int] = {}
+    for pid, text in zip(pids, read_each(host, [f"/proc/{pid}/status" for pid in pids], max_bytes=8192)):
+        r = None if isinstance(text, BaseException) else _vmrss(text)
+        if r:
+            out[pid] = r
+    return out
 
 
 def _available(host: Host) -> int | None:
@@ -192,7 +198,7 @@ def memgrowth(ctx: ProbeContext) -> list[Finding]:
     t = read_proc_table(host, int(ctx.opt("max_pids"))).table
     if not t.procs:
         raise PermissionError("no process in /proc could be read")
-    rss = {p.pid: r for p in t.user_procs() if (r := rss_bytes(host, p.pid))}
+    rss = rss_bytes(host, [p.pid for p in t.user_procs()])
     if not rss:
         raise PermissionError("no process's memory could be read")
     titles = {p.pid: p.title(80) for p in t.user_procs()}
@@ -207,10 +213,8 @@ def memgrowth(ctx: ProbeContext) -> list[Finding]:
         for _ in range(SAMPLES - 1):
             host.sleep(ctx.window / (SAMPLES - 1))
             now = host.time()
-            for pid in largest:
-                r = rss_bytes(host, pid)
-                if r is not None:
-                    series[pid].append((now, r))
+            for pid, r in rss_bytes(host, largest).items():
+                series[pid].append((now, r))
         avail = _available(host)
         for g in growing_now(series, titles, float(ctx.opt("growth_mb_per_s")) * mb,
                              int(float(ctx.opt("growth_min_mb")) * mb))[:3]:
