@@ -48,9 +48,10 @@ from ddx.host.live import _forget, _kill_group, _start
 __all__ = ["SshHost", "check_target", "ssh_argv"]
 
 BOOTSTRAP = 'import sys;b=sys.stdin.buffer;n=int(b.readline());exec(compile(b.read(n),"ddx-ssh-agent","exec"))'
-REMOTE_COMMAND = (
-    'command -v python3 >/dev/null 2>&1 || { echo "ddx-agent: python3 not found" >&2; exit 127; }; '
-    f"exec python3 -I -S -c {shlex.quote(BOOTSTRAP)}"
+REMOTE_COMMAND = (  # python3 on the PATH, else RHEL's own (/usr/libexec/platform-python, 3.6) where python3 is not installed
+    'p=$(command -v python3 2>/dev/null) || p=/usr/libexec/platform-python; '
+    '[ -x "$p" ] || { echo "ddx-agent: python3 not found" >&2; exit 127; }; '
+    f'exec "$p" -I -S -c {shlex.quote(BOOTSTRAP)}'
 )
 HELLO_SLACK = 4.0  # seconds after ConnectTimeout for authentication and python3 to start
 RUN_SLACK = 1.0  # seconds a command's answer may take on the wire after its remote timeout
