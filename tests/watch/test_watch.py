@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 from test_store import Sent, fill, tiny_tmpfs
+from webhook import Receiver
 
 from ddx.host import LiveHost
 from ddx.watch.daemon import Watch
@@ -81,34 +81,6 @@ def test_a_full_filesystem_is_one_incident_diagnosed_then_resolved(tmp_path: Pat
     assert store.count() == 1
     kinds = [e.kind for e in store.events(inc.id)]
     assert kinds[0] == "opened" and kinds[-1] == "resolved" and kinds.count("opened") == 1
-
-
-class Receiver:
-    """A webhook endpoint on loopback that keeps what it is sent."""
-
-    def __init__(self) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        got = self.got = []  # type: list[dict[str, Any]]
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server name
-                got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
 
 
 def test_a_fault_toggling_on_and_off_is_one_incident_and_at_most_two_notifications(tmp_path: Path) -> None:
