@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ddx.engine.checks import rank_checks
@@ -117,6 +117,7 @@ def test_soft_findings_keep_a_distribution_and_weights_add_up(obs, strengths):
 
 @settings(max_examples=200, deadline=None)
 @given(OBS, st.sampled_from(FIDS), st.sampled_from([State.PRESENT, State.ABSENT]))
+@example({"memory.oom_kill": State.PRESENT}, "memory.oom_kills_repeated", State.PRESENT)  # it implies oom_kill
 def test_a_finding_of_strength_one_half_tells_nothing(obs, fid, state):
     base = {k: v for k, v in obs.items() if k != fid}
     soft = posterior(KB, {**base, fid: state}, {fid: 0.5})

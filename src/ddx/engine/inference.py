@@ -31,8 +31,9 @@ come together (5xx and gateway errors, crashes and a crash loop) are not
 independent, and counting them as if they were makes the posterior too sure.
 
 Implied findings. A finding may imply others (``FindingDef.implies``: several
-programs crashing implies a program crashing); when it is present, the
-findings it implies are not counted again, present, for they add nothing.
+programs crashing implies a program crashing); when it is present (with a
+strength above 0.5), the findings it implies are not counted again, present,
+for they add nothing.
 
 Soft findings. A finding may carry a strength ``s`` in [0.5, 1] (see
 ``ddx.model``): how firmly its state holds for this incident. It enters as
@@ -122,11 +123,14 @@ def _log_state(p: float, state: State, strength: float = 1.0) -> float:
     return math.log(strength * same + (1.0 - strength) * (1.0 - same))
 
 
-def implied_by_present(kb: KnowledgeBase, observed: Mapping[str, State]) -> set[str]:
-    """Present findings implied by another present finding: they add nothing."""
+def implied_by_present(
+    kb: KnowledgeBase, observed: Mapping[str, State], strengths: Mapping[str, float] | None = None
+) -> set[str]:
+    """Present findings implied by another present finding: they add nothing. A
+    finding of strength 0.5 tells nothing, so it implies nothing either."""
     out: set[str] = set()
     for fid, state in observed.items():
-        if state is State.PRESENT and fid in kb.findings:
+        if state is State.PRESENT and fid in kb.findings and (strengths or {}).get(fid, 1.0) > 0.5:
             out.update(g for g in kb.findings[fid].implies if observed.get(g) is State.PRESENT)
     return out
 
@@ -144,7 +148,7 @@ def posterior(
     total_prior = sum(kb.conditions[c].prior for c in order)
     scale = (1.0 - kb.unlisted_prior) / total_prior if total_prior else 0.0
     logs = [math.log(kb.conditions[c].prior * scale) for c in order] + [math.log(kb.unlisted_prior)]
-    implied = implied_by_present(kb, observed)
+    implied = implied_by_present(kb, observed, strengths)
     for fid in sorted(observed):
         state = observed[fid]
         if state is State.UNKNOWN or fid not in kb.findings or fid in implied:
@@ -167,7 +171,7 @@ def weights(
     the unlisted hypothesis), strongest first; zero weights are left out."""
     out: list[Weight] = []
     likes = kb.conditions[condition].likelihoods
-    implied = implied_by_present(kb, observed)
+    implied = implied_by_present(kb, observed, strengths)
     for fid in sorted(observed):
         state = observed[fid]
         if state is State.UNKNOWN or fid not in likes or fid in implied:
