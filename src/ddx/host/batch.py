@@ -14,17 +14,18 @@ replays it with nothing new.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from ddx.host.base import StatResult
 
-__all__ = ["BATCHED", "Outcome", "batch", "listdir_each", "read_each", "stat_each"]
+__all__ = ["BATCHED", "Outcome", "batch", "listdir_each", "parsed", "read_each", "stat_each"]
 
 BATCHED = ("read_text", "listdir", "stat", "readlink")  # the calls that may be batched
 Outcome = Any  # a call's value, or the exception it raised
 
 _FAILURES = (OSError, LookupError, TimeoutError)
+T = TypeVar("T")
 
 
 def one_by_one(host: Any, op: str, calls: Sequence[Mapping[str, Any]]) -> list[Outcome]:
@@ -68,3 +69,14 @@ def listdir_each(host: Any, paths: Sequence[str]) -> list[list[str] | BaseExcept
 def read_each(host: Any, paths: Sequence[str], *, max_bytes: int = 4 << 20, tail: bool = False
               ) -> list[str | BaseException]:
     return batch(host, "read_text", [{"path": p, "max_bytes": max_bytes, "tail": tail} for p in paths])
+
+
+def parsed(parse: Callable[[str], T], outcome: str | BaseException) -> T | None:
+    """``parse`` of a text read in a batch; None when the read failed or the text does
+    not parse (``ValueError``): the file went away or is not what it should be."""
+    if isinstance(outcome, BaseException):
+        return None
+    try:
+        return parse(outcome)
+    except ValueError:
+        return None

@@ -77,39 +77,35 @@ class RecordingHost:
         self._record(op, args, encode(value))
         return value
 
+    def _one(self, op: str, args: dict[str, Any]) -> Any:
+        """One of the calls a batch may hold (``_ENCODE``), recorded as a batch records it."""
+        return self._do(op, args, lambda: getattr(self.inner, op)(**args), lambda v: _ENCODE[op](args, v))
+
     def read_text(self, path: str, *, max_bytes: int = 4 << 20, tail: bool = False) -> str:
-        args = {"path": path, "max_bytes": max_bytes, "tail": tail}
-        return self._do("read_text", args, lambda: self.inner.read_text(path, max_bytes=max_bytes, tail=tail),
-                        lambda text: _encode_text(path, text))
+        return str(self._one("read_text", {"path": path, "max_bytes": max_bytes, "tail": tail}))
 
     def listdir(self, path: str) -> list[str]:
-        return self._do("listdir", {"path": path}, lambda: self.inner.listdir(path), lambda v: {"value": list(v)})
+        return list(self._one("listdir", {"path": path}))
 
     def stat(self, path: str) -> StatResult:
-        return self._do("stat", {"path": path}, lambda: self.inner.stat(path), lambda v: {"value": asdict(v)})
+        st: StatResult = self._one("stat", {"path": path})
+        return st
 
     def batch(self, op: str, calls: list[dict[str, Any]]) -> list[Any]:
         """Calls of one kind (``ddx.host.batch``), made as the inner host makes
         them; each item is recorded as the single call it stands for."""
         from ddx.host.batch import batch
 
-        encode: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]] = {
-            "read_text": lambda a, v: _encode_text(a["path"], v),
-            "listdir": lambda a, v: {"value": list(v)},
-            "stat": lambda a, v: {"value": asdict(v)},
-            "readlink": lambda a, v: {"value": v},
-        }
-        enc = encode[op]
         outcomes = batch(self.inner, op, calls)
         for args, v in zip(calls, outcomes):
-            self._record(op, dict(args), encode_error(v) if isinstance(v, BaseException) else enc(args, v))
+            self._record(op, dict(args), encode_error(v) if isinstance(v, BaseException) else _ENCODE[op](args, v))
         return outcomes
 
     def statvfs(self, path: str) -> VfsResult:
         return self._do("statvfs", {"path": path}, lambda: self.inner.statvfs(path), lambda v: {"value": asdict(v)})
 
     def readlink(self, path: str) -> str:
-        return self._do("readlink", {"path": path}, lambda: self.inner.readlink(path), lambda v: {"value": v})
+        return str(self._one("readlink", {"path": path}))
 
     def run(self, argv: list[str], *, timeout: float = 2.0, env: Mapping[str, str] | None = None) -> CommandResult:
         """Recorded by argv only: ``env`` (which may hold a password) is never saved."""
@@ -235,6 +231,15 @@ def _encode_text(path: str, text: str) -> dict[str, Any]:
     if _CMDLINE_PATH.match(path):
         return {"text": text, "kind": "cmdline"}
     return {"text": text}
+
+
+# How the outcome of each batchable call is saved, from its arguments and value.
+_ENCODE: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]] = {
+    "read_text": lambda a, v: _encode_text(a["path"], v),
+    "listdir": lambda a, v: {"value": list(v)},
+    "stat": lambda a, v: {"value": asdict(v)},
+    "readlink": lambda a, v: {"value": v},
+}
 
 
 def _create_private(path: str) -> tuple[int, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ddx.host import Host, call_timeout
-from ddx.host.batch import read_each
+from ddx.host.batch import parsed, read_each
 from ddx.probes.parsers.proctable import (
     Proc,
     ProcTable,
@@ -105,10 +105,7 @@ def read_proc_table(host: Host, max_pids: int = 10000, *, boot_time: bool = Fals
         if isinstance(text, _GONE):
             scan.vanished += 1
             continue
-        try:
-            statuses[pid] = None if isinstance(text, BaseException) else parse_status(text)
-        except ValueError:
-            statuses[pid] = None
+        statuses[pid] = parsed(parse_status, text)
     # A process stuck in the kernel (state D) may hang a read of its cmdline: those are
     # read one by one, and after two hung reads not at all; the rest in one batch.
     running = [pid for pid in statuses if stats[pid].state not in ("D", "Z")]
@@ -150,12 +147,9 @@ def read_stats(host: Host, pids: list[int] | None = None) -> dict[int, StatInfo]
     out: dict[int, StatInfo] = {}
     pids = proc_pids(host) if pids is None else pids
     for pid, text in zip(pids, read_each(host, [f"/proc/{pid}/stat" for pid in pids])):
-        if isinstance(text, BaseException):
-            continue
-        try:
-            out[pid] = parse_stat(text)
-        except ValueError:
-            continue
+        st = parsed(parse_stat, text)
+        if st is not None:
+            out[pid] = st
     return out
 
 

@@ -261,10 +261,7 @@ class _Conn:
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
         try:
-            if via is None:
-                self.sock = socket.create_connection((host, port), timeout=timeout)
-            else:  # as the host examined sees it (over SSH: from there)
-                self.sock = open_connection(via, (host, port), timeout)
+            self.sock = open_connection(via, (host, port), timeout)  # as the host examined sees it
         except ConnectionRefusedError:
             raise TargetRefused("connection refused") from None
         except TimeoutError:

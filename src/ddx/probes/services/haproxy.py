@@ -437,8 +437,7 @@ def fetch_stats_url(url: str, timeout: float, via: Any = None) -> str:
         path += ";csv"
     conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=timeout)
     try:
-        if via is not None:
-            conn.sock = open_connection(via, (u.hostname, u.port or 80), timeout)
+        conn.sock = open_connection(via, (u.hostname, u.port or 80), timeout)
         conn.request("GET", path, headers={"User-Agent": "ddx"})
         resp = conn.getresponse()
         body = resp.read(MAX_REPLY)

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ddx.errors import ProbeError
-from ddx.host import Host, is_live, offline_reason, parallel_map
+from ddx.host import Host, offline_reason, parallel_map
 from ddx.host.net import can_connect, open_connection
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
@@ -133,11 +133,7 @@ def fetch(host: Host, url: str, *, timeout: float, method: str = "GET", body: by
         port = u.port or (443 if u.scheme == "https" else 80)
     except ValueError:
         raise ValueError(f"bad port in {mask_url(url)}") from None
-    conn: httpclient.HTTPConnection
-    if u.scheme == "https":
-        conn = httpclient.HTTPSConnection(u.hostname, port, timeout=timeout, context=_tls_context())
-    else:
-        conn = httpclient.HTTPConnection(u.hostname, port, timeout=timeout)
+    conn = httpclient.HTTPConnection(u.hostname, port, timeout=timeout)  # its socket is ours, TLS or not
     headers = {"User-Agent": "ddx-probe", "Connection": "close", "Accept": "*/*"}
     if user is not None:
         import base64
@@ -147,9 +143,8 @@ def fetch(host: Host, url: str, *, timeout: float, method: str = "GET", body: by
     path = (u.path or "/") + (f"?{u.query}" if u.query else "")
     t0 = time.monotonic()
     try:
-        if not is_live(host):  # connected from the host examined (over SSH: from there, ddx.host.net)
-            raw = open_connection(host, (u.hostname, port), timeout)
-            conn.sock = _tls_context().wrap_socket(raw, server_hostname=u.hostname) if u.scheme == "https" else raw
+        raw = open_connection(host, (u.hostname, port), timeout)  # from the host examined (ddx.host.net)
+        conn.sock = _tls_context().wrap_socket(raw, server_hostname=u.hostname) if u.scheme == "https" else raw
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read(max_body)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ddx.host import Host, redact_cmdline
-from ddx.host.batch import read_each
+from ddx.host.batch import parsed, read_each
 from ddx.model import Evidence, Finding
 from ddx.probes.base import ProbeContext, probe
 from ddx.probes.parsers.proctable import (
@@ -93,23 +93,17 @@ def read_fd_uses(host: Host, percent: float, max_scans: int, max_pids: int, min_
     vanished = 0
     statuses: dict[int, StatusInfo] = {}
     for pid, text in zip(pids, read_each(host, [f"/proc/{pid}/status" for pid in pids])):  # batched: ddx.host.batch
-        try:
-            if isinstance(text, BaseException):
-                raise text
-            st = parse_status(text)
-        except (OSError, LookupError, ValueError, TimeoutError):
+        st = parsed(parse_status, text)
+        if st is None:
             vanished += 1
-            continue
-        if not st.kernel_thread and st.fdsize > 0:
+        elif not st.kernel_thread and st.fdsize > 0:
             statuses[pid] = st
     for pid, text in zip(statuses, read_each(host, [f"/proc/{pid}/limits" for pid in statuses])):
-        try:
-            if isinstance(text, BaseException):
-                raise text
-            lim = parse_limits(text).get("Max open files")
-        except (OSError, LookupError, ValueError, TimeoutError):
+        limits = parsed(parse_limits, text)
+        if limits is None:
             vanished += 1
             continue
+        lim = limits.get("Max open files")
         if lim is None or lim.soft is None or lim.soft <= 0:
             continue
         st = statuses[pid]
