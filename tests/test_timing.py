@@ -146,13 +146,15 @@ def test_a_long_burst_is_one_run_however_it_was_kept():
 
 def test_a_state_seen_now_outweighs_older_unrelated_events():
     """An expired certificate (seen now) on a host whose kernel logged machine checks and two
-    crashes half an hour ago, and one more crash minutes ago: the certificate is the incident."""
+    crashes half an hour ago, and one more crash minutes ago: the certificate is the incident.
+    The state seen now continues the crash of two and a half minutes ago (it began some time
+    before the look); the machine checks half an hour ago do not belong to it."""
     old = NOW - 1800
     out, onset = weigh_by_time([now_state("tls.cert_expired"),
                                 dated("kernel.hardware_error", old, old + 1),
                                 dated("procs.segfaults_multiple_binaries", old + 10, old + 11),
                                 dated("procs.segfault", old + 10, old + 11, NOW - 150)], KB, NOW)
-    assert onset.time == NOW and onset.ongoing
+    assert onset.time == NOW - 150 and onset.ongoing and "procs.segfault" in onset.basis
     assert by_id(out)["kernel.hardware_error"].strength < 0.6
     top = diagnose(KB, out).hypotheses[0]
     assert top.id == "tls-certificate-expired" and top.probability > 0.7, (top.id, top.probability)
@@ -189,3 +191,24 @@ def test_errors_aligned_with_a_change_count_when_the_errors_belong_to_the_troubl
         first_seen=iso(NOW - 4 * 3600), last_seen=iso(NOW - 4 * 3600 + 60)),))
     f = by_id(weigh_by_time([refused, old], KB, NOW)[0])["change.errors_began_after_change"]
     assert f.state is State.PRESENT and f.strength < 0.55 and "before the trouble began" in f.note
+
+
+def test_a_state_seen_now_continues_events_of_the_last_minutes():
+    """Machine checks and crashes a minute or four before ddx looked, and a log that stopped while
+    its writer runs (an undated state): the state began some time before the look, so it joins
+    the machine checks' episode instead of starting one of its own that leaves them outside."""
+    for lead in (62.0, 240.0):
+        t = NOW - lead
+        out, onset = weigh_by_time([now_state("logs.truncated_lines"),
+                                    dated("kernel.hardware_error", t, t + 1),
+                                    dated("procs.segfaults_multiple_binaries", t + 2, t + 3),
+                                    dated("procs.segfault", t + 2, t + 3)], KB, NOW)
+        assert onset.time == t and onset.ongoing, (lead, onset)
+        assert by_id(out)["kernel.hardware_error"].strength == 1.0
+        top = diagnose(KB, out).hypotheses[0]
+        assert top.id == "hardware-fault" and top.probability > 0.9, (lead, top.id, top.probability)
+    # ten minutes before the look is beyond the reach: the state seen now is its own episode
+    t = NOW - 600
+    out, onset = weigh_by_time([now_state("logs.truncated_lines"), dated("kernel.hardware_error", t, t + 1)],
+                               KB, NOW)
+    assert onset.time == NOW and by_id(out)["kernel.hardware_error"].strength < 0.6

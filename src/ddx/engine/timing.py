@@ -4,7 +4,9 @@
 counts (a log line, a kernel message; ``Evidence.times``, else its first and
 last times), and "now" for a state seen at the time of looking (a full disk, a
 service down). The points closer than ``EPISODE_GAP`` to the next form one
-episode; the onset is the start of the last episode, the trouble that is going
+episode; a state seen now continues a dated run that ended within ``LOOK_GAP``
+of the look (it began some time before ddx looked, and people look minutes
+after the alert); the onset is the start of the last episode, the trouble that is going
 on (or, when nothing is going on now, the last burst of it). A symptom that
 comes with a rhythm (a crash every two minutes) is one run from its first
 event only when nothing in the episode comes densely; beside errors that began
@@ -56,6 +58,7 @@ __all__ = [
     "CHANGE_TAU",
     "EPISODE_GAP",
     "EVENT_TAU",
+    "LOOK_GAP",
     "ONSET_SLACK",
     "SPARSE_MAX_GAP",
     "SPARSE_MIN_GAPS",
@@ -70,6 +73,7 @@ __all__ = [
 ]
 
 EPISODE_GAP = 60.0  # seconds between symptoms of one episode at most
+LOOK_GAP = 300.0  # a state seen at the time of looking continues an episode that ended this recently
 ONSET_SLACK = 30.0  # how early a symptom may stop before the onset and still count as part of it
 SPARSE_MIN_GAPS = 4  # a symptom's events are "sparse but one run" only with a rhythm of this many gaps
 SPARSE_MAX_GAP = 600.0  # ... and never more than ten minutes apart
@@ -199,8 +203,12 @@ def estimate_onset(findings: Iterable[Finding], kb: KnowledgeBase, now: float) -
         elif _since(f) is None:  # a count since a start dates nothing
             current.append(f.id)
     if current:
-        runs.append((now, now, current[0]))
-        tight.append((now, now, current[0]))
+        # A state seen now began some time before the look, and people look minutes after the
+        # alert: it continues the last dated run that ended within LOOK_GAP, not an episode of its own.
+        recent = [r[1] for r in runs if now - LOOK_GAP <= r[1] <= now]
+        begun = min(now, max(recent) + EPISODE_GAP) if recent else now
+        runs.append((begun, now, current[0]))
+        tight.append((begun, now, current[0]))
     if not runs:
         return Onset(None, "no symptom with a time: judged against the time of looking")
     runs = _episode_runs(runs, tight, dense)
