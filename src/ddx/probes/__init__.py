@@ -28,6 +28,7 @@ PROBE_MODULES: tuple[str, ...] = (
     "system.procs",
     "system.fds",
     "system.memgrowth",
+    "system.memholders",
     "system.kernel",
     "system.net",
     "system.clock",
