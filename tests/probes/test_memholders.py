@@ -49,14 +49,17 @@ def test_memory_cgroup_path_v1_and_v2() -> None:
 def test_a_newcomer_holding_much_of_a_short_scope_against_old_holders() -> None:
     t = table((1, 86000.0), (2, 86000.0), (3, 7200.0), (4, 120.0))
     rss = {1: 100 * MB, 2: 50 * MB, 3: 30 * MB, 4: 400 * MB}
-    scope = Scope("the host", 1000 * MB, frozenset(rss))
-    assert newcomer(t, rss, scope, 0.2, 600.0) == (t.get(4), 400 * MB)
-    assert newcomer(t, rss, scope, 0.5, 600.0) is None  # 40%: below a half
-    assert newcomer(t, rss, scope, 0.2, 60.0) is None  # two minutes is not "young" here
+    scope = Scope("the host", 1000 * MB, 30 * MB, frozenset(rss))
+    assert newcomer(t, rss, scope, 600.0, 0.1, 0.05) == (t.get(4), 400 * MB)
+    # it must hold what makes memory short: without it, 10% would be available
+    assert newcomer(t, rss, Scope("the host", 1000 * MB, 30 * MB, frozenset({1, 2, 3})), 600.0, 0.1, 0.05) is None
+    assert newcomer(t, {**rss, 4: 60 * MB}, scope, 600.0, 0.1, 0.05) is None  # 3% + 6%: still short without it
+    assert newcomer(t, {**rss, 4: 80 * MB}, scope, 600.0, 0.1, 0.05) == (t.get(4), 80 * MB)
+    assert newcomer(t, rss, scope, 60.0, 0.1, 0.05) is None  # two minutes is not "young" here
     assert old_holders(t, rss, scope, 3600.0) is None  # the largest is the newcomer
     old = {1: 600 * MB, 2: 200 * MB, 3: 100 * MB, 4: 10 * MB}
     assert old_holders(t, old, scope, 3600.0) == [t.get(1), t.get(2), t.get(3)]
-    assert newcomer(t, old, scope, 0.2, 600.0) is None
+    assert newcomer(t, old, scope, 600.0, 0.1, 0.05) is None
 
 
 def test_everyone_young_is_no_newcomer_but_a_lone_job_is() -> None:
@@ -64,9 +67,9 @@ def test_everyone_young_is_no_newcomer_but_a_lone_job_is() -> None:
     newcomer. A container running one job: its age alone decides."""
     t = table((1, 70.0), (2, 65.0), (3, 60.0), (4, 60.0))
     rss = {1: 20 * MB, 2: 20 * MB, 3: 300 * MB, 4: 20 * MB}
-    assert newcomer(t, rss, Scope("cgroup /s", 400 * MB, frozenset(rss)), 0.2, 600.0) is None
+    assert newcomer(t, rss, Scope("cgroup /s", 400 * MB, 10 * MB, frozenset(rss)), 600.0, 0.1, 0.05) is None
     lone = table((9, 30.0))
-    assert newcomer(lone, {9: 200 * MB}, Scope("cgroup /job", 256 * MB, frozenset({9})), 0.2, 600.0) is not None
+    assert newcomer(lone, {9: 200 * MB}, Scope("cgroup /job", 256 * MB, 4 * MB, frozenset({9})), 600.0, 0.1, 0.05)
 
 
 SLEEPER = "import time\nprint('ready', flush=True)\ntime.sleep(120)\n"

@@ -10,13 +10,14 @@ processes holding it:
 - the *scope* is the host when its MemAvailable is below
   ``available_low_percent`` of RAM, and each memory cgroup (a container, a
   service with MemoryMax=) that holds one of the ``largest`` processes and is
-  near its limit (less than ``cgroup_near_percent`` of it left, or OOM kills
-  counted in it);
+  near its limit now (less than ``cgroup_near_percent`` of it left, or a v1
+  cgroup in OOM);
 - ``memory.young_process_holds_most`` is present when, in a scope, one process
-  holds at least ``share_percent`` of the scope's memory (RAM or the limit),
-  started less than ``young_s`` ago, and came after most of the scope's
-  processes (younger than half their median age): a newcomer that took the
-  memory at once (in a scope of one or two processes, a container's job, its
+  that started less than ``young_s`` ago, after most of the scope's processes
+  (younger than half their median age), holds what makes the memory short:
+  without it the scope would have ``cgroup_near_percent`` of its memory (RAM or
+  the limit) available, and it holds at least ``min_share_percent`` of it. A
+  newcomer that took the memory at once (in a scope of one or two processes, a container's job, its
   age alone decides);
 - it is absent when memory is short and the largest holders there have all
   run ``old_s`` or longer: the memory took its time to be held;
@@ -58,6 +59,7 @@ class Scope:
 
     name: str
     total: int  # bytes: RAM, or the cgroup's limit
+    available: int  # bytes: MemAvailable, or the limit less the working set
     pids: frozenset[int]
 
 
@@ -85,17 +87,19 @@ def _ancestors(path: str) -> list[str]:
     return out
 
 
-def newcomer(table: ProcTable, rss: dict[int, int], scope: Scope, share: float, young_s: float
+def newcomer(table: ProcTable, rss: dict[int, int], scope: Scope, young_s: float, near: float, min_share: float
              ) -> tuple[Proc, int] | None:
-    """The process of ``scope`` holding at least ``share`` of its memory that started less than
-    ``young_s`` ago, after most of the scope's processes (younger than half their median age;
-    in a scope of one or two processes, a container's job, its age alone decides). Pure."""
+    """The process of ``scope`` that makes its memory short (without it, ``near`` of the memory
+    would be available; and at least ``min_share`` of it) and started less than ``young_s``
+    ago, after most of the scope's processes (younger than half their median age; in a scope
+    of one or two processes, a container's job, its age alone decides). Pure."""
     procs = [p for pid in scope.pids if (p := table.get(pid)) is not None and pid in rss]
     if not procs or scope.total <= 0:
         return None
     median_age = statistics.median(table.age(p) for p in procs)
+    enough = max(min_share * scope.total, near * scope.total - scope.available)
     for p in sorted(procs, key=lambda p: -rss[p.pid]):
-        if rss[p.pid] < share * scope.total:
+        if rss[p.pid] < enough:
             break
         age = table.age(p)
         if age < young_s and (len(procs) < 3 or age < median_age / 2):
@@ -145,10 +149,10 @@ def _short_cgroups(host: Host, pids: list[int], ram: int, near: float) -> list[t
             cg = cgroup_memory(c, v2, dict(zip(names, (str(r) for r in reads))), f"{base}{c}/memory.*")
         except (ValueError, IndexError):
             continue
-        if cg is None or not (cg.available_percent < near or (cg.oom_kills or 0) > 0 or cg.under_oom):
+        if cg is None or not (cg.available_percent < near or cg.under_oom):
             continue
         inside = frozenset(pid for pid, path in member.items() if path == c or path.startswith(c + "/"))
-        out.append((Scope(f"cgroup {c}", cg.limit, inside), cg))
+        out.append((Scope(f"cgroup {c}", cg.limit, max(0, cg.limit - cg.working_set), inside), cg))
     return out
 
 
@@ -159,10 +163,11 @@ def _short_cgroups(host: Host, pids: list[int], ram: int, near: float) -> list[t
     options={
         # The host is short of memory below this share of RAM available (as the memory probe).
         "available_low_percent": 5.0,
-        # A cgroup is near its limit with less than this share of it left (or OOM kills in it).
+        # A cgroup is near its limit with less than this share of it left (or a v1 cgroup in OOM).
         "cgroup_near_percent": 10.0,
-        # A newcomer holds at least this share of the scope's memory...
-        "share_percent": 20.0,
+        # A newcomer holds what makes the memory short (without it, cgroup_near_percent of the
+        # scope's memory would be available), and at least this share of it...
+        "min_share_percent": 5.0,
         # ...and started less than this many seconds ago (and after most of its scope).
         "young_s": 600.0,
         # The holders are old when the largest have all run at least this long: memory that took its time.
@@ -185,7 +190,7 @@ def memholders(ctx: ProbeContext) -> list[Finding]:
         raise PermissionError("no process's memory could be read")
     scopes: list[tuple[Scope, str]] = []
     if ram and avail is not None and avail < float(ctx.opt("available_low_percent")) / 100.0 * ram:
-        scopes.append((Scope("the host", ram, frozenset(rss)), f"{size(avail)} of {size(ram)} RAM available"))
+        scopes.append((Scope("the host", ram, avail, frozenset(rss)), f"{size(avail)} of {size(ram)} RAM available"))
     largest = sorted(rss, key=lambda pid: -rss[pid])[: int(ctx.opt("largest"))]
     for scope, cg in _short_cgroups(host, largest, ram, float(ctx.opt("cgroup_near_percent"))):
         kills = f", {cg.oom_kills} OOM kill(s) counted in it" if cg.oom_kills else ""
@@ -194,17 +199,19 @@ def memholders(ctx: ProbeContext) -> list[Finding]:
         ctx.note("memory is not short on the host nor in a cgroup near its limit: who holds it tells nothing")
         return []
     t = read_proc_table(host, int(ctx.opt("max_pids"))).table  # ages, read only where memory is short
-    share, young_s, old_s = float(ctx.opt("share_percent")) / 100.0, float(ctx.opt("young_s")), float(ctx.opt("old_s"))
+    young_s, old_s = float(ctx.opt("young_s")), float(ctx.opt("old_s"))
+    near, min_share = float(ctx.opt("cgroup_near_percent")) / 100.0, float(ctx.opt("min_share_percent")) / 100.0
     for scope, state in scopes:
-        hit = newcomer(t, rss, scope, share, young_s)
+        hit = newcomer(t, rss, scope, young_s, near, min_share)
         if hit:
             p, held = hit
             return [ctx.finding(FINDING, True, Evidence(
                 source="/proc/PID/stat start time, /proc/PID/status VmRSS",
                 summary=f"{scope.name} is short ({state}); pid {p.pid} {p.title(80)} holds {size(held)} "
-                        f"({100.0 * held / scope.total:.0f}% of {size(scope.total)}) and started "
+                        f"({100.0 * held / scope.total:.0f}% of {size(scope.total)}: without it "
+                        f"{100.0 * (scope.available + held) / scope.total:.0f}% would be available) and started "
                         f"{duration(t.age(p))} ago, after most of the {len(scope.pids)} processes there",
-                value=round(100.0 * held / scope.total, 1), threshold=100.0 * share, unit="% of memory",
+                value=round(100.0 * held / scope.total, 1), unit="% of memory",
             ))]
     for scope, state in scopes:
         old = old_holders(t, rss, scope, old_s)
