@@ -54,7 +54,9 @@ def test_a_newcomer_holding_much_of_a_short_scope_against_old_holders() -> None:
     # it must hold what makes memory short: without it, 10% would be available
     assert newcomer(t, rss, Scope("the host", 1000 * MB, 30 * MB, frozenset({1, 2, 3})), 600.0, 0.1, 0.05) is None
     assert newcomer(t, {**rss, 4: 60 * MB}, scope, 600.0, 0.1, 0.05) is None  # 3% + 6%: still short without it
-    assert newcomer(t, {**rss, 4: 80 * MB}, scope, 600.0, 0.1, 0.05) == (t.get(4), 80 * MB)
+    assert newcomer(t, {**rss, 1: 70 * MB, 4: 80 * MB}, scope, 600.0, 0.1, 0.05) == (t.get(4), 80 * MB)
+    # only the largest holder counts: an old process holding more is what holds the memory
+    assert newcomer(t, {**rss, 1: 90 * MB, 4: 80 * MB}, scope, 600.0, 0.1, 0.05) is None
     assert newcomer(t, rss, scope, 60.0, 0.1, 0.05) is None  # two minutes is not "young" here
     assert old_holders(t, rss, scope, 3600.0) is None  # the largest is the newcomer
     old = {1: 600 * MB, 2: 200 * MB, 3: 100 * MB, 4: 10 * MB}

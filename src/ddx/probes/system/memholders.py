@@ -12,13 +12,13 @@ processes holding it:
   service with MemoryMax=) that holds one of the ``largest`` processes and is
   near its limit now (less than ``cgroup_near_percent`` of it left, or a v1
   cgroup in OOM);
-- ``memory.young_process_holds_most`` is present when, in a scope, one process
-  that started less than ``young_s`` ago, after most of the scope's processes
-  (younger than half their median age), holds what makes the memory short:
+- ``memory.young_process_holds_most`` is present when, in a scope, the largest
+  process started less than ``young_s`` ago, after most of the scope's processes
+  (younger than half their median age), and holds what makes the memory short:
   without it the scope would have ``cgroup_near_percent`` of its memory (RAM or
-  the limit) available, and it holds at least ``min_share_percent`` of it. A
-  newcomer that took the memory at once (in a scope of one or two processes, a container's job, its
-  age alone decides);
+  the limit) available, and it holds at least ``min_share_percent`` of it: a
+  newcomer that took the memory at once (in a scope of one or two processes, a
+  container's job, its age alone decides);
 - it is absent when memory is short and the largest holders there have all
   run ``old_s`` or longer: the memory took its time to be held;
 - otherwise (memory not short, or holders of middle age) it is left unknown.
@@ -89,21 +89,19 @@ def _ancestors(path: str) -> list[str]:
 
 def newcomer(table: ProcTable, rss: dict[int, int], scope: Scope, young_s: float, near: float, min_share: float
              ) -> tuple[Proc, int] | None:
-    """The process of ``scope`` that makes its memory short (without it, ``near`` of the memory
-    would be available; and at least ``min_share`` of it) and started less than ``young_s``
-    ago, after most of the scope's processes (younger than half their median age; in a scope
+    """The largest process of ``scope`` when it makes its memory short (without it, ``near`` of
+    the memory would be available; and at least ``min_share`` of it) and started less than
+    ``young_s`` ago, after most of the scope's processes (younger than half their median age; in a scope
     of one or two processes, a container's job, its age alone decides). Pure."""
     procs = [p for pid in scope.pids if (p := table.get(pid)) is not None and pid in rss]
     if not procs or scope.total <= 0:
         return None
     median_age = statistics.median(table.age(p) for p in procs)
     enough = max(min_share * scope.total, near * scope.total - scope.available)
-    for p in sorted(procs, key=lambda p: -rss[p.pid]):
-        if rss[p.pid] < enough:
-            break
-        age = table.age(p)
-        if age < young_s and (len(procs) < 3 or age < median_age / 2):
-            return p, rss[p.pid]
+    p = max(procs, key=lambda p: (rss[p.pid], -p.pid))  # the largest holder, and only it
+    age = table.age(p)
+    if rss[p.pid] >= enough and age < young_s and (len(procs) < 3 or age < median_age / 2):
+        return p, rss[p.pid]
     return None
 
 
