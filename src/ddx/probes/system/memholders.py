@@ -37,6 +37,8 @@ from ddx.probes.base import ProbeContext, probe
 from ddx.probes.parsers.proctable import Proc, ProcTable
 from ddx.probes.system.memgrowth import rss_bytes
 from ddx.probes.system.memory import (
+    CGROUP_V1_FILES,
+    CGROUP_V2_FILES,
     CgroupMemory,
     available_bytes,
     cgroup_memory,
@@ -49,8 +51,6 @@ from ddx.units import duration, size
 __all__ = ["FINDING", "Scope", "memholders", "memory_cgroup_path", "newcomer", "old_holders"]
 
 FINDING = "memory.young_process_holds_most"
-_V2_FILES = ("memory.max", "memory.current", "memory.stat", "memory.events")
-_V1_FILES = ("memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat", "memory.oom_control")
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def _short_cgroups(host: Host, pids: list[int], ram: int, near: float) -> list[t
         if path:
             member[pid] = path
     candidates = sorted({a for path in member.values() for a in _ancestors(path)})
-    names = _V2_FILES if v2 else _V1_FILES
+    names = CGROUP_V2_FILES if v2 else CGROUP_V1_FILES
     base = root.rstrip("/")
     limits = read_each(host, [f"{base}{c}/{names[0]}" for c in candidates], max_bytes=256)
     limited = [c for c, text in zip(candidates, limits)

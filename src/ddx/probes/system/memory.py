@@ -45,6 +45,8 @@ from ddx.probes.parsers.mounts import cgroup_roots
 from ddx.probes.parsers.psi import read_psi
 
 __all__ = [
+    "CGROUP_V1_FILES",
+    "CGROUP_V2_FILES",
     "CgroupMemory",
     "cgroup_memory",
     "memory",
@@ -156,8 +158,9 @@ def memory_roots(mounts_text: str) -> list[tuple[str, bool]]:
     return cgroup_roots(mounts_text, "memory")
 
 
-_V2_FILES = ("memory.max", "memory.current", "memory.stat", "memory.events")
-_V1_FILES = ("memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat", "memory.oom_control")
+# The files a cgroup's memory is read from (``cgroup_memory``), its limit first.
+CGROUP_V2_FILES = ("memory.max", "memory.current", "memory.stat", "memory.events")
+CGROUP_V1_FILES = ("memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat", "memory.oom_control")
 _READ_ERRORS = (OSError, LookupError, TimeoutError, ValueError, IndexError)
 
 
@@ -194,7 +197,7 @@ def read_cgroup_memory(host: Host, max_cgroups: int, ram: int) -> tuple[list[Cgr
                 except _READ_ERRORS:
                     continue
             for child in _child_cgroups(host, d):
-                names = _V2_FILES if v2 else _V1_FILES
+                names = CGROUP_V2_FILES if v2 else CGROUP_V1_FILES
                 try:
                     limit = parse_memory_limit(host.read_text(f"{child}/{names[0]}"))
                 except _READ_ERRORS:
