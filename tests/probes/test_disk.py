@@ -164,7 +164,53 @@ def test_probe_on_a_bundle_readonly_rules_and_exhaustion() -> None:
     assert _mentions(got["disk.inodes_exhausted"], "/dev/shm")
     assert got["disk.space_low"].state is State.ABSENT
     io = got["disk.io_latency_high"]
-    assert io.state is State.PRESENT and _mentions(io, "vda: 200 ms") and _mentions(io, "sda")
+    assert io.state is State.PRESENT and _mentions(io, "sda")  # requests that never complete
+    assert not _mentions(io, "vda")  # 200 ms per request, but PSI shows no task held up by it
+
+
+def _psi(some: float, full: float, some_total: int, full_total: int) -> str:
+    return (f"some avg10={some:.2f} avg60=0 avg300=0 total={some_total}\n"
+            f"full avg10={full:.2f} avg60=0 avg300=0 total={full_total}\n")
+
+
+QUIET_DISK = DISKSTATS_A.replace("\n   8       0 sda 100 0 800 100 100 0 800 100 2 500 500", "")
+SLOW_DISK = DISKSTATS_B.replace("\n   8       0 sda 100 0 800 100 100 0 800 100 2 1500 1500", "")
+
+
+@pytest.mark.parametrize(
+    ("psi", "present", "says"),
+    [
+        # tasks stalled 40% of the window and 30% of the last 10 s: the wait holds them up
+        ([_psi(30, 5, 1_000_000, 0), _psi(30, 5, 1_400_000, 50_000)], True, "tasks stalled on I/O 40.0% of the 1.0s window"),
+        # a writeback burst: the same 200 ms, but nothing waited on it
+        ([_psi(1, 0, 1_000_000, 0), _psi(1, 0, 1_010_000, 0)], False, "a burst no one waited on"),
+        # a blip: stalled in the window, but not over the last 10 s
+        ([_psi(2, 1, 1_000_000, 0), _psi(2, 1, 1_600_000, 0)], False, "60.0% of the 1.0s window, 2.0% of the last 10 s"),
+        # a stall that ended before the window: avg10 still high, the window clean
+        ([_psi(45, 20, 1_000_000, 500_000), _psi(45, 20, 1_000_000, 500_000)], False, "0.0% of the 1.0s window"),
+        # every task stalled, over the window and the last 10 s: present on its own
+        ([_psi(50, 35, 1_000_000, 0), _psi(50, 35, 1_700_000, 600_000)], True, "all non-idle tasks stalled on I/O 60.0%"),
+        # no PSI on this kernel: the wait alone decides
+        (FileNotFoundError(2, "No such file or directory", "/proc/pressure/io"), True, "vda: 200 ms"),
+    ],
+    ids=["stalled", "writeback-burst", "blip", "ended", "full-stall", "no-psi"],
+)
+def test_a_long_wait_counts_when_tasks_are_held_up_by_it(psi: object, present: bool, says: str) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = build_bundle(
+            d,
+            files={
+                "/proc/self/mountinfo": MOUNTINFO,
+                "/proc/diskstats": [QUIET_DISK, SLOW_DISK],
+                "/proc/pressure/io": psi,
+            },
+            statvfs={p: VfsResult(total=100 << 30, free=60 << 30, files=1000, files_free=900, readonly=False)
+                     for p in ("/", "/dev/shm", "/mnt/my cache")},
+            times=[1000.0, 1001.0],
+        )
+        io = _by_id(disk(_ctx(BundleHost(path), window=1.0)))["disk.io_latency_high"]
+    assert (io.state is State.PRESENT) is present and io.state is not State.UNKNOWN
+    assert _says(io, says), [e.summary for e in io.evidence]
 
 
 # --- real faults (root) ---------------------------------------------------------------
@@ -339,3 +385,50 @@ def test_hung_statvfs_is_abandoned_and_other_mounts_still_judged(tmp_path: Path)
     assert ex.state is State.ABSENT
     assert _says(ex, "/nfs (statvfs did not answer")
     assert _says(ex, "1 writable filesystems checked")
+
+
+def _psi_io(line: str) -> float | None:
+    try:
+        text = Path("/proc/pressure/io").read_text()
+    except OSError:
+        return None
+    for row in text.splitlines():
+        if row.startswith(line):
+            return float(row.split("avg10=")[1].split()[0])
+    return None
+
+
+@pytest.mark.slow
+def test_live_sync_writers_stall_the_disk_and_a_finished_flush_does_not() -> None:
+    """Real I/O on the root disk: four writers of synchronous direct 4 KiB writes keep
+    every task waiting on the disk (PSI io full), which is latency someone feels; a
+    200 MB write flushed with fsync just before the look is not, though it queued
+    requests a moment ago and PSI's 10 s average still holds it."""
+    import time
+
+    if _psi_io("full") is None:
+        pytest.skip("no PSI io on this kernel")
+    work = Path(tempfile.mkdtemp(prefix="ddx-io-test-", dir="/var/tmp"))
+    writers: list[subprocess.Popen[bytes]] = []
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={work / 'flush'}", "bs=1M", "count=200", "conv=fsync"],
+                       check=True, capture_output=True, timeout=120)
+        (work / "flush").unlink()
+        time.sleep(0.3)
+        calm = _by_id(disk(_ctx(LiveHost(), window=1.0)))["disk.io_latency_high"]
+        assert calm.state is State.ABSENT, [e.summary for e in calm.evidence]
+
+        writers = [subprocess.Popen(["dd", "if=/dev/zero", f"of={work / f'w{i}'}", "bs=4k", "count=2000000",
+                                     "oflag=direct,dsync"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   for i in range(4)]
+        deadline = time.monotonic() + 40
+        while (_psi_io("full") or 0.0) < 20.0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        busy = _by_id(disk(_ctx(LiveHost(), window=1.0)))["disk.io_latency_high"]
+        assert busy.state is State.PRESENT, [e.summary for e in busy.evidence]
+        assert _says(busy, "stalled on I/O")
+    finally:
+        for w in writers:
+            w.kill()
+            w.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)

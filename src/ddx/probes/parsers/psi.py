@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["parse_psi", "read_psi"]
+__all__ = ["parse_psi", "read_psi", "window_pressure"]
 
 
 def parse_psi(text: str) -> dict[str, dict[str, float]]:
@@ -39,3 +39,17 @@ def read_psi(host: Any, resource: str) -> dict[str, dict[str, float]] | None:
         return parse_psi(host.read_text(f"/proc/pressure/{resource}", max_bytes=4096))
     except (OSError, LookupError):
         return None
+
+
+def window_pressure(before: dict[str, dict[str, float]] | None, after: dict[str, dict[str, float]] | None,
+                    seconds: float, line: str = "some") -> float | None:
+    """PSI over an interval: the growth of the ``line`` ("some" or "full") stall
+    total (microseconds) as a percentage of the interval. None when a read lacks
+    the total."""
+    try:
+        a, b = before[line]["total"], after[line]["total"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return None
+    if seconds <= 0 or b < a:
+        return None
+    return min(100.0, 100.0 * (b - a) / (seconds * 1e6))

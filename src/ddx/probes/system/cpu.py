@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from ddx.host import Host
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
-from ddx.probes.parsers.psi import read_psi
+from ddx.probes.parsers.psi import read_psi, window_pressure
 from ddx.probes.system.memory import (
     available_bytes,
     parse_meminfo,
@@ -41,7 +41,7 @@ from ddx.probes.system.memory import (
     short_cgroups,
 )
 
-__all__ = ["CpuTimes", "LoadAvg", "cpu", "cpu_shares", "parse_loadavg", "parse_stat", "window_pressure"]
+__all__ = ["CpuTimes", "LoadAvg", "cpu", "cpu_shares", "parse_loadavg", "parse_stat"]
 
 
 @dataclass(frozen=True)
@@ -125,19 +125,6 @@ def cpu_shares(a: CpuTimes, b: CpuTimes, own: int = 0) -> dict[str, float] | Non
         "iowait": 100.0 * iowait / dt,
         "steal": 100.0 * steal / dt,
     }
-
-
-def window_pressure(before: dict[str, dict[str, float]] | None, after: dict[str, dict[str, float]] | None,
-                    seconds: float) -> float | None:
-    """PSI "some" over an interval: the growth of its stall total (microseconds)
-    as a percentage of the interval. None when a read lacks the total."""
-    try:
-        a, b = before["some"]["total"], after["some"]["total"]  # type: ignore[index]
-    except (KeyError, TypeError):
-        return None
-    if seconds <= 0 or b < a:
-        return None
-    return min(100.0, 100.0 * (b - a) / (seconds * 1e6))
 
 
 def _calm(psi: dict[str, dict[str, float]] | None, window: float | None) -> float | None:

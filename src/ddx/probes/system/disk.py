@@ -29,7 +29,15 @@ line "Remounting filesystem read-only" is the kernel probe's evidence.
 
 I/O: latency from /proc/diskstats deltas over the window (time spent per
 completed request, and requests in flight that never complete), plus PSI io.
-I/O *errors* are the kernel probe's.
+A long wait per request counts only when tasks are held up by it: where the
+kernel has PSI, tasks must have stalled on I/O for ``io_psi_some_percent`` both
+over the window and over PSI's last 10 s. A writeback burst (a database
+initialising, a package install flushing) queues requests for hundreds of
+milliseconds for a second or two while nothing waits on them; a saturated or
+failing disk holds tasks back for as long as it lasts. Without PSI the wait
+alone decides. PSI io "full" (every non-idle task stalled) counts on its own,
+again over both the window and the last 10 s. I/O *errors* are the kernel
+probe's.
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ from ddx.probes.parsers.mounts import (
     parse_mounts,
     real_filesystems,
 )
-from ddx.probes.parsers.psi import read_psi
+from ddx.probes.parsers.psi import read_psi, window_pressure
 from ddx.units import size
 
 __all__ = ["DiskStat", "disk", "io_latency", "is_partition", "parse_diskstats"]
@@ -151,8 +159,12 @@ def _pct(part: float, total: float) -> float:
         "io_await_ms": 100.0,
         # Fewer requests than this in the window are too few to judge latency.
         "io_min_requests": 5,
-        # PSI io "full" avg10: share of time all non-idle tasks waited on I/O; 10% is a sustained stall.
+        # PSI io "full": share of time all non-idle tasks waited on I/O, over the window and
+        # over the last 10 s (the lower of the two); 10% is a sustained stall.
         "io_psi_full_percent": 10.0,
+        # PSI io "some", judged the same way: a long await counts only when tasks stalled on
+        # I/O at least this share of the time (a writeback burst nobody waits on does not).
+        "io_psi_some_percent": 10.0,
         # Mount points that must be read-write (besides those /etc/fstab mounts rw).
         "expect_rw": [],
         # Filesystem types that are not storage services write to (kernel pseudo
@@ -188,6 +200,7 @@ def disk(ctx: ProbeContext) -> list[Finding]:
         disk0 = parse_diskstats(host.read_text("/proc/diskstats"))
     except (FileNotFoundError, PermissionError, LookupError):
         disk0 = None
+    psi0 = read_psi(host, "io") if ctx.window > 0 else None
     t0 = host.time()
     if ctx.window > 0:
         host.sleep(ctx.window)
@@ -209,7 +222,7 @@ def disk(ctx: ProbeContext) -> list[Finding]:
             dt = ctx.window
 
     findings.extend(_space(ctx, writable, vfs0, vfs1, dt))
-    io = _io(ctx, disk0, disk1, dt)
+    io = _io(ctx, disk0, disk1, psi0, dt)
     if io is not None:
         findings.append(io)
     return findings
@@ -358,19 +371,33 @@ def _why(exc: object) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _io(ctx: ProbeContext, disk0: dict[str, DiskStat] | None, disk1: dict[str, DiskStat] | None, dt: float) -> Finding | None:
+def _stall(psi: dict[str, dict[str, float]], psi0: dict[str, dict[str, float]] | None, line: str,
+           dt: float) -> tuple[float, str]:
+    """PSI io ``line`` as the lower of the window's own stall and avg10 (a stall that
+    persists, not a blip nor one that ended seconds ago), with the words for it."""
+    avg10 = psi.get(line, {}).get("avg10", 0.0)
+    now = window_pressure(psi0, psi, dt, line)
+    if now is None:
+        return avg10, f"{avg10:.1f}% of the last 10 s"
+    return min(avg10, now), f"{now:.1f}% of the {dt:.1f}s window, {avg10:.1f}% of the last 10 s"
+
+
+def _io(ctx: ProbeContext, disk0: dict[str, DiskStat] | None, disk1: dict[str, DiskStat] | None,
+        psi0: dict[str, dict[str, float]] | None, dt: float) -> Finding | None:
     await_ms = float(ctx.opt("io_await_ms"))
     min_req = int(ctx.opt("io_min_requests"))
     psi_full = float(ctx.opt("io_psi_full_percent"))
-    slow: list[Evidence] = []
+    psi_some = float(ctx.opt("io_psi_some_percent"))
+    stuck: list[Evidence] = []
+    waits: list[Evidence] = []
     looked = False
     summary = []
     if disk0 is not None and disk1 is not None and dt > 0:
         looked = True
         worst = None
-        for name, lat, ops, stuck in io_latency(disk0, disk1, dt):
-            if stuck:
-                slow.append(
+        for name, lat, ops, hung in io_latency(disk0, disk1, dt):
+            if hung:
+                stuck.append(
                     Evidence(
                         "/proc/diskstats",
                         f"{name}: {disk1[name].in_flight} requests in flight, none completed in {dt:.1f}s",
@@ -380,7 +407,7 @@ def _io(ctx: ProbeContext, disk0: dict[str, DiskStat] | None, disk1: dict[str, D
                     )
                 )
             elif ops >= min_req and lat >= await_ms:
-                slow.append(
+                waits.append(
                     Evidence(
                         "/proc/diskstats",
                         f"{name}: {lat:.0f} ms per request over {ops} requests in {dt:.1f}s",
@@ -392,21 +419,26 @@ def _io(ctx: ProbeContext, disk0: dict[str, DiskStat] | None, disk1: dict[str, D
             if ops and (worst is None or lat > worst[1]):
                 worst = (name, lat)
         summary.append(f"worst await {worst[0]} {worst[1]:.1f} ms" if worst else "no disk requests in the window")
+    slow = list(stuck)
     psi = read_psi(ctx.host, "io")
     if psi is not None and "full" in psi:
         looked = True
-        full10 = psi["full"].get("avg10", 0.0)
-        if full10 >= psi_full:
-            slow.append(
-                Evidence(
-                    "/proc/pressure/io",
-                    f"all non-idle tasks stalled on I/O {full10:.1f}% of the last 10 s",
-                    value=full10,
-                    threshold=psi_full,
-                    unit="%",
-                )
-            )
-        summary.append(f"PSI io full avg10 {full10:.1f}%")
+        full, full_words = _stall(psi, psi0, "full", dt)
+        some, some_words = _stall(psi, psi0, "some", dt)
+        if full >= psi_full:
+            slow.append(Evidence("/proc/pressure/io", f"all non-idle tasks stalled on I/O {full_words}",
+                                 value=round(full, 2), threshold=psi_full, unit="%"))
+        if waits and some >= psi_some:
+            slow.extend(waits)
+            slow.append(Evidence("/proc/pressure/io", f"tasks stalled on I/O {some_words}",
+                                 value=round(some, 2), threshold=psi_some, unit="%"))
+        elif waits:
+            summary = [f"{e.summary}, but tasks stalled on I/O only {some_words}: a burst no one waited on"
+                       for e in waits]
+        else:
+            summary.append(f"PSI io full {full_words}")
+    else:
+        slow.extend(waits)
     if not looked:
         return None
     if slow:
