@@ -127,6 +127,8 @@ def test_parse_stat_real_and_awkward_comm() -> None:
 def test_parse_status_limits_cmdline() -> None:
     s = parse_status(STATUS_BASH)
     assert (s.name, s.uid, s.fdsize, s.threads, s.kernel_thread) == ("bash", 1000, 256, 1, False)
+    assert s.rss == 3328 * 1024  # VmRSS, in bytes
+    assert parse_status("Name:\tkworker\nUid:\t0\t0\t0\t0\nPPid:\t2\n").rss is None  # no VmRSS line
     with pytest.raises(ValueError, match="Uid"):
         parse_status("Name:\tx\n")
     lim = parse_limits(LIMITS)

@@ -128,13 +128,14 @@ def parse_stat(text: str) -> StatInfo:
 class StatusInfo:
     """What ``/proc/PID/status`` adds to stat: the real uid, the size of the fd
     table (an upper bound of the open fds, always a power of two >= 64 for a
-    user process) and the thread count."""
+    user process), the thread count and the resident memory."""
 
     name: str
     uid: int
     fdsize: int
     threads: int
     kernel_thread: bool = False
+    rss: int | None = None  # VmRSS in bytes; None without the line (kernel threads, zombies)
 
 
 def parse_status(text: str) -> StatusInfo:
@@ -155,7 +156,8 @@ def parse_status(text: str) -> StatusInfo:
             return 0
 
     kthread = fields.get("Kthread", "0") == "1" or fields.get("PPid") == "2"
-    return StatusInfo(fields.get("Name", ""), uid, num("FDSize"), num("Threads"), kthread)
+    rss = num("VmRSS") * 1024 if "VmRSS" in fields else None
+    return StatusInfo(fields.get("Name", ""), uid, num("FDSize"), num("Threads"), kthread, rss)
 
 
 # --- /proc/PID/limits ----------------------------------------------------------------
@@ -363,6 +365,7 @@ class Proc:
     argv: tuple[str, ...] = ()
     kernel_thread: bool = False
     fdsize: int = 0
+    rss: int | None = None  # VmRSS in bytes, when status was read and has it
 
     @cached_property
     def program(self) -> str:
@@ -398,6 +401,7 @@ class Proc:
             argv=argv,
             kernel_thread=stat.kernel_thread or bool(status and status.kernel_thread),
             fdsize=status.fdsize if status else 0,
+            rss=status.rss if status else None,
         )
 
 

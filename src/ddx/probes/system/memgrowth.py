@@ -30,11 +30,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ddx.host import Host
-from ddx.host.batch import read_each
+from ddx.host.batch import parsed, read_each
 from ddx.inventory.processes import read_proc_table
 from ddx.model import Evidence, Finding
 from ddx.probes.base import ProbeContext, probe
-from ddx.probes.parsers.proctable import Proc, ProcTable
+from ddx.probes.parsers.proctable import Proc, ProcTable, parse_status
 from ddx.units import duration, size
 
 __all__ = ["FINDING", "grown_with_age", "growing_now", "memgrowth", "rank_correlation"]
@@ -43,22 +43,12 @@ FINDING = "memory.process_rss_growing"
 SAMPLES = 4
 
 
-def _vmrss(text: str) -> int | None:
-    for line in text.splitlines():
-        if line.startswith("VmRSS:"):
-            try:
-                return int(line.split()[1]) * 1024
-            except (IndexError, ValueError):
-                return None
-    return None
-
-
 def rss_bytes(host: Host, pids: list[int]) -> dict[int, int]:
     """``VmRSS`` in bytes of each process of ``pids`` that has one (gone, unreadable
     and kernel threads are left out), read in one batched call (``ddx.host.batch``)."""
     out: dict[int, int] = {}
     for pid, text in zip(pids, read_each(host, [f"/proc/{pid}/status" for pid in pids], max_bytes=8192)):
-        r = None if isinstance(text, BaseException) else _vmrss(text)
+        r = parsed(lambda t: parse_status(t).rss, text)
         if r:
             out[pid] = r
     return out
@@ -198,7 +188,7 @@ def memgrowth(ctx: ProbeContext) -> list[Finding]:
     t = read_proc_table(host, int(ctx.opt("max_pids"))).table
     if not t.procs:
         raise PermissionError("no process in /proc could be read")
-    rss = rss_bytes(host, [p.pid for p in t.user_procs()])
+    rss = {p.pid: p.rss for p in t.user_procs() if p.rss}  # the table read status already
     if not rss:
         raise PermissionError("no process's memory could be read")
     titles = {p.pid: p.title(80) for p in t.user_procs()}
