@@ -227,27 +227,45 @@ register(Scenario(
 
 # --- memory-exhaustion --------------------------------------------------------------------------
 
-# A batch job that loads its data set (argv[1] MiB at once), then keeps adding a MiB a second
-# to it, touching every page; its scheduler runs it again a second after it dies.
+# A batch job sized to its container, as a JVM with MaxRAMPercentage or a loader told "use
+# what the container has": at each start it reads its memory cgroup's limit and working set
+# (argv[1], v1 or v2 files) and loads all of the room but argv[2] MiB at once, then keeps
+# adding a MiB a second to it, touching every page. Its scheduler runs it again a second
+# after it dies. So the job holds most of the limit nearly all the time, and the OOM killer
+# acts every ten seconds or so, whatever else the stack's processes hold by then.
 _HUNGRY_JOB = """\
-import sys, time
-held = [b"\\1" * (int(sys.argv[1]) << 20)]
+import os, sys, time
+cg, slack = sys.argv[1], int(sys.argv[2]) << 20
+def num(name):
+    with open(os.path.join(cg, name)) as f:
+        return int(f.read().split()[0])
+def stat(key):
+    with open(os.path.join(cg, "memory.stat")) as f:
+        for line in f:
+            k, _, v = line.partition(" ")
+            if k == key:
+                return int(v)
+    return 0
+if os.path.exists(os.path.join(cg, "memory.max")):
+    limit, ws = num("memory.max"), num("memory.current") - stat("inactive_file")
+else:
+    limit, ws = num("memory.limit_in_bytes"), num("memory.usage_in_bytes") - stat("total_inactive_file")
+held = [b"\\1" * max(1 << 20, limit - ws - slack)]
 while True:
     time.sleep(1.0)
     held.append(b"\\1" * (1 << 20))
 """
 
 _MEMORY_HEADROOM = 192 << 20  # the limit leaves the stack this much beyond what it holds at the start
-_MEMORY_SLACK = 10 << 20  # what the job's first load leaves of the limit
+_MEMORY_SLACK = 10 << 20  # what each load of the job leaves of the limit
 
 
 def _squeeze_memory(stack: Stack) -> None:
     cg = _memory_cgroup(stack)
     ws = working_set(cg)
     set_memory_limit(cg, ws + _MEMORY_HEADROOM)
-    first = (_MEMORY_HEADROOM - _MEMORY_SLACK) >> 20
-    loop = f"while :; do {SYSTEM_PYTHON} -c '{_HUNGRY_JOB}' {first}; sleep 1; done"
-    stack.sb.spawn(["/bin/sh", "-c", loop], log=stack.dir / "batch.log")
+    job = f"{SYSTEM_PYTHON} -c '{_HUNGRY_JOB}' {cg} {_MEMORY_SLACK >> 20}"
+    stack.sb.spawn(["/bin/sh", "-c", f"while :; do {job}; sleep 1; done"], log=stack.dir / "batch.log")
     # In place once the job has loaded: what is left of the limit goes within seconds, then
     # the OOM killer acts, the job is run again, and so on.
     _wait(lambda: working_set(cg) >= ws + _MEMORY_HEADROOM - 2 * _MEMORY_SLACK, 20,
