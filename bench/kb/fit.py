@@ -57,9 +57,9 @@ class Incident:
     observed: Mapping[str, State]
 
 
-def load_incidents(folder: Path, kb: KnowledgeBase) -> list[Incident]:
+def load_incidents(folders: Path | list[Path], kb: KnowledgeBase) -> list[Incident]:
     out = []
-    for p in sorted(folder.glob("*.yaml")):
+    for p in [p for f in (folders if isinstance(folders, list) else [folders]) for p in sorted(f.glob("*.yaml"))]:
         truth = load_yaml(read_limited(p)).get("truth") or {}
         case = load_case(str(p), kb.findings)
         out.append(Incident(p.name, str(truth.get("cause", "")), bool(truth.get("in_kb")),
@@ -207,7 +207,8 @@ def render(rep: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", type=Path, default=HERE / "cases")
+    ap.add_argument("--cases", type=Path, nargs="+", default=[HERE / "cases"],
+                    help="folders of case files to fit and score leave-one-out (default: bench/kb/cases)")
     ap.add_argument("--heldout", type=Path, default=HERE / "heldout",
                     help="cases never fitted to: the knowledge bases fitted on --cases are scored on them")
     ap.add_argument("--write", type=Path, metavar="PATH", help="write the fit on the whole corpus here")
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     kb = load_kb(learned=False)
     incidents = load_incidents(args.cases, kb)
     if not incidents:
-        print(f"bench/kb/fit: no case files in {args.cases}", file=sys.stderr)
+        print(f"bench/kb/fit: no case files in {', '.join(map(str, args.cases))}", file=sys.stderr)
         return 2
     rep = run(kb, incidents)
     held = load_incidents(args.heldout, kb) if args.heldout.is_dir() else []
@@ -234,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         ch = rep["chosen"]
         learned = fit(kb, [(x.cause, x.observed) for x in incidents], n_listed=ch["n_listed"],
                       n_unlisted=ch["n_unlisted"], temperature=ch["temperature_all"])
-        head = (f"# Likelihoods learned from {len(incidents)} incidents of bench/kb/cases by bench/kb/fit.py;\n"
+        head = (f"# Likelihoods learned from {len(incidents)} incidents of {', '.join(map(str, args.cases))} by "
+                "bench/kb/fit.py;\n"
                 "# 'hand' is the value of the condition file (or the finding's leak), kept there.\n")
         args.write.write_text(head + yaml.safe_dump(learned_to_dict(learned), sort_keys=True))
     if args.json:
