@@ -11,10 +11,10 @@ it happens there:
   container limit) is nearly used up (the oneforty incident: twice the Rails
   processes Passenger knew of, and swap running out).
 - memory-exhaustion: the stack runs under a memory limit (its cgroup's, as a
-  container's); a batch job in it loads more data than the limit leaves room
-  for and keeps growing: the cgroup stays at its limit, the kernel's OOM killer
-  acts inside it (and logs it, which is why the scenario has host effects), the
-  job's scheduler runs it again, and so on.
+  container's); a batch job in it, sized to what the container has, loads all
+  the room the limit leaves at once and keeps growing: the cgroup stays at its
+  limit, the kernel's OOM killer acts inside it (and logs it, which is why the
+  scenario has host effects), the job's scheduler runs it again, and so on.
 - cpu-saturation: CPU-bound batch jobs (three per core) run next to the site,
   whose pages cost CPU to render as real ones do; every core is busy, renders
   wait for a CPU and requests queue.
