@@ -57,9 +57,9 @@ class Incident:
     observed: Mapping[str, State]
 
 
-def load_incidents(folders: Path | list[Path], kb: KnowledgeBase) -> list[Incident]:
+def load_incidents(folders: list[Path], kb: KnowledgeBase) -> list[Incident]:
     out = []
-    for p in [p for f in (folders if isinstance(folders, list) else [folders]) for p in sorted(f.glob("*.yaml"))]:
+    for p in [p for f in folders for p in sorted(f.glob("*.yaml"))]:
         truth = load_yaml(read_limited(p)).get("truth") or {}
         case = load_case(str(p), kb.findings)
         out.append(Incident(p.name, str(truth.get("cause", "")), bool(truth.get("in_kb")),
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/kb/fit: no case files in {', '.join(map(str, args.cases))}", file=sys.stderr)
         return 2
     rep = run(kb, incidents)
-    held = load_incidents(args.heldout, kb) if args.heldout.is_dir() else []
+    held = load_incidents([args.heldout], kb) if args.heldout.is_dir() else []
     if held:
         ch, ht = rep["chosen"], rep["hand_temperature"]["temperature_all"]
         learned_kb = apply_learned(kb, fit(kb, [(x.cause, x.observed) for x in incidents], n_listed=ch["n_listed"],

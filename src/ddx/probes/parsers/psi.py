@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["parse_psi", "read_psi", "window_pressure"]
+__all__ = ["held_pressure", "parse_psi", "read_psi", "window_pressure"]
 
 
 def parse_psi(text: str) -> dict[str, dict[str, float]]:
@@ -53,3 +53,14 @@ def window_pressure(before: dict[str, dict[str, float]] | None, after: dict[str,
     if seconds <= 0 or b < a:
         return None
     return min(100.0, 100.0 * (b - a) / (seconds * 1e6))
+
+
+def held_pressure(psi: dict[str, dict[str, float]] | None, window: float | None, line: str = "some") -> float | None:
+    """PSI ``line`` that holds: the lower of its avg10 and the window's own (``window_pressure``),
+    or avg10 alone when the window's is unknown; None without PSI. Each errs one way: the
+    window counts the waits of ddx's own concurrent probes (15-25% CPU "some" on an idle
+    2-core host) and sees a blip at full size, avg10 still holds a stall that ended seconds ago."""
+    if psi is None:
+        return None
+    avg10 = psi.get(line, {}).get("avg10", 0.0)
+    return avg10 if window is None else min(avg10, window)

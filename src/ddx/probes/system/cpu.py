@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from ddx.host import Host
 from ddx.model import Evidence, Finding
 from ddx.probes.base import NotApplicable, ProbeContext, probe
-from ddx.probes.parsers.psi import read_psi, window_pressure
+from ddx.probes.parsers.psi import held_pressure, read_psi, window_pressure
 from ddx.probes.system.memory import (
     available_bytes,
     parse_meminfo,
@@ -125,16 +125,6 @@ def cpu_shares(a: CpuTimes, b: CpuTimes, own: int = 0) -> dict[str, float] | Non
         "iowait": 100.0 * iowait / dt,
         "steal": 100.0 * steal / dt,
     }
-
-
-def _calm(psi: dict[str, dict[str, float]] | None, window: float | None) -> float | None:
-    """Pressure for "the host is idle": the lower of avg10 and the window's own. Each errs
-    one way: the window counts the waits of ddx's own concurrent probes (15-25% CPU "some"
-    on an idle 2-core host), avg10 still holds a load that ended seconds ago."""
-    if psi is None:
-        return None
-    avg10 = psi.get("some", {}).get("avg10", 0.0)
-    return avg10 if window is None else min(avg10, window)
 
 
 def _own(host: Host) -> int | None:
@@ -268,7 +258,7 @@ def cpu(ctx: ProbeContext) -> list[Finding]:
     except (OSError, LookupError):
         avail_pct = None
     press = float(ctx.opt("low_pressure_percent"))
-    cpu_some = _calm(psi_cpu, p_cpu)
+    cpu_some = held_pressure(psi_cpu, p_cpu)
     if cpu_some is not None:
         load_check = (cpu_some <= float(ctx.opt("low_cpu_pressure_percent")),
                       f"CPU pressure {cpu_some:.1f}% (load {load.load1:.2f} on {cores} cores)")
@@ -280,7 +270,7 @@ def cpu(ctx: ProbeContext) -> list[Finding]:
         (iowait <= float(ctx.opt("low_iowait_percent")), f"iowait {iowait:.0f}%"),
     ]
     for name, psi, now in (("memory", psi_mem, p_mem), ("I/O", psi_io, p_io)):
-        v = _calm(psi, now)
+        v = held_pressure(psi, now)
         if v is not None:
             checks.append((v <= press, f"{name} pressure {v:.1f}%"))
     if avail_pct is not None:

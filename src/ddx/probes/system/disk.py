@@ -57,7 +57,7 @@ from ddx.probes.parsers.mounts import (
     parse_mounts,
     real_filesystems,
 )
-from ddx.probes.parsers.psi import read_psi, window_pressure
+from ddx.probes.parsers.psi import held_pressure, read_psi, window_pressure
 from ddx.units import size
 
 __all__ = ["DiskStat", "disk", "io_latency", "is_partition", "parse_diskstats"]
@@ -373,13 +373,13 @@ def _why(exc: object) -> str:
 
 def _stall(psi: dict[str, dict[str, float]], psi0: dict[str, dict[str, float]] | None, line: str,
            dt: float) -> tuple[float, str]:
-    """PSI io ``line`` as the lower of the window's own stall and avg10 (a stall that
-    persists, not a blip nor one that ended seconds ago), with the words for it."""
+    """PSI io ``line`` that holds (``held_pressure``: not a blip, nor a stall that ended
+    seconds ago), with the words for it."""
     avg10 = psi.get(line, {}).get("avg10", 0.0)
     now = window_pressure(psi0, psi, dt, line)
-    if now is None:
-        return avg10, f"{avg10:.1f}% of the last 10 s"
-    return min(avg10, now), f"{now:.1f}% of the {dt:.1f}s window, {avg10:.1f}% of the last 10 s"
+    words = f"{avg10:.1f}% of the last 10 s" if now is None else \
+        f"{now:.1f}% of the {dt:.1f}s window, {avg10:.1f}% of the last 10 s"
+    return held_pressure(psi, now, line) or 0.0, words
 
 
 def _io(ctx: ProbeContext, disk0: dict[str, DiskStat] | None, disk1: dict[str, DiskStat] | None,
