@@ -213,6 +213,40 @@ def test_a_long_wait_counts_when_tasks_are_held_up_by_it(psi: object, present: b
     assert _says(io, says), [e.summary for e in io.evidence]
 
 
+def _free(*gib_free: float) -> list[VfsResult]:
+    return [VfsResult(total=100 << 30, free=int(g * (1 << 30)), files=1000, files_free=900, readonly=False)
+            for g in gib_free]
+
+
+@pytest.mark.parametrize(
+    ("root", "present", "says"),
+    [
+        # 2 GiB free, 0.5 GiB written in each half: full within seconds, and the rate held
+        (_free(2, 1.5, 1), True, "written through both halves of 1.0s"),
+        # the same 1 GiB, all of it in the first half: a burst (a database creating its files)
+        (_free(2, 1, 1), False, "/ took 1 GB in 1.0s, 1 GB of it in one half: a burst, not a trend"),
+        # most of it in the second half, a little in the first: still a burst
+        (_free(2, 1.9, 1), False, "a burst, not a trend"),
+        # steady, but at that rate 60 GiB last past the hour
+        (_free(60, 59.995, 59.99), False, "none fills within 60 min"),
+        # a bundle recorded before the middle read: its end read replays in the middle's place
+        (_free(2, 1), False, "a burst, not a trend"),
+    ],
+    ids=["filling", "burst", "late-burst", "slow", "old-bundle"],
+)
+def test_growth_counts_when_it_holds_through_the_window(root: list[VfsResult], present: bool, says: str) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = build_bundle(
+            d,
+            files={"/proc/self/mountinfo": MOUNTINFO},
+            statvfs={"/": root, "/dev/shm": _free(60), "/mnt/my cache": _free(60)},
+            times=[1000.0, 1001.0],
+        )
+        g = _by_id(disk(_ctx(BundleHost(path), window=1.0)))["disk.space_growing_fast"]
+    assert (g.state is State.PRESENT) is present and g.state is not State.UNKNOWN
+    assert _says(g, says), [e.summary for e in g.evidence]
+
+
 # --- real faults (root) ---------------------------------------------------------------
 
 
@@ -343,6 +377,36 @@ def test_filesystem_filling_during_the_window_grows_fast() -> None:
             t.join(5)
         g = got["disk.space_growing_fast"]
         assert g.state is State.PRESENT and _mentions(g, str(point))
+
+
+@pytest.mark.root
+def test_a_write_burst_early_in_the_window_is_not_growth() -> None:
+    """100 MB written at once right after the first read, then nothing (a database creating its
+    files): at the window's rate the tmpfs would fill within the hour, but the second half took
+    none of it."""
+    with tmpfs("size=300m") as point:
+        first_read = threading.Event()
+
+        class Watched(LiveHost):
+            def statvfs(self, path: str) -> VfsResult:
+                got = super().statvfs(path)
+                if path == str(point):
+                    first_read.set()
+                return got
+
+        def burst() -> None:
+            if first_read.wait(10):
+                (point / "initdb.bin").write_bytes(b"x" * (100 << 20))
+
+        t = threading.Thread(target=burst, daemon=True)
+        t.start()
+        try:
+            got = _by_id(disk(_ctx(Watched(), window=1.0)))
+        finally:
+            t.join(10)
+        g = got["disk.space_growing_fast"]
+        assert not _mentions(g, str(point))
+        assert _says(g, f"{point} took 100 MB") and _says(g, "a burst, not a trend"), [e.summary for e in g.evidence]
 
 
 @pytest.mark.root

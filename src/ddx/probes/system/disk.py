@@ -38,6 +38,14 @@ failing disk holds tasks back for as long as it lasts. Without PSI the wait
 alone decides. PSI io "full" (every non-idle task stalled) counts on its own,
 again over both the window and the last 10 s. I/O *errors* are the kernel
 probe's.
+
+Growth: free space is read at the start, the middle and the end of the window.
+A filesystem grows fast when, at the rate of the whole window, it fills within
+``growth_horizon_seconds`` and each half took at least ``growth_held_share`` of
+the growth: a writer that keeps going fills both halves, a one-off burst (a
+database creating its files, a package unpacking) only one. Bundles recorded
+before the middle read existed replay its end read in its place, so growth in
+them does not count.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ddx.host import VfsResult, call_timeout, parallel_map
+from ddx.host import Host, VfsResult, call_timeout, parallel_map
 from ddx.model import Evidence, Finding
 from ddx.probes.base import ProbeContext, probe
 from ddx.probes.parsers.mounts import (
@@ -153,6 +161,9 @@ def _pct(part: float, total: float) -> float:
         "growth_horizon_seconds": 3600.0,
         # Growth below this in the window is journal/atime noise, not a trend.
         "growth_min_bytes": 1 * MB,
+        # Each half of the window must take at least this share of the growth: a burst (a
+        # database initialising, a package unpacking) lands in one half, a filling disk in both.
+        "growth_held_share": 0.25,
         # Per mount: a live filesystem answers statvfs in microseconds, a dead NFS never.
         "statvfs_timeout": 1.0,
         # findings.yaml: "await in the hundreds of ms"; SSDs answer in ~1 ms, disks in ~10-20 ms.
@@ -202,16 +213,16 @@ def disk(ctx: ProbeContext) -> list[Finding]:
         disk0 = None
     psi0 = read_psi(host, "io") if ctx.window > 0 else None
     t0 = host.time()
-    if ctx.window > 0:
-        host.sleep(ctx.window)
     dt = 0.0
+    vfs_mid: list[VfsResult | BaseException] = []
     vfs1: list[VfsResult | BaseException] = []
     disk1 = None
     if ctx.window > 0:
         alive = [p for p, v in zip(points, vfs0, strict=True) if isinstance(v, VfsResult)]
-        with call_timeout(t_vfs):
-            got = dict(zip(alive, parallel_map(host.statvfs, alive, t_vfs + 0.2), strict=True))
-        vfs1 = [got.get(p, TimeoutError("not sampled")) for p in points]
+        host.sleep(ctx.window / 2)
+        vfs_mid = _statvfs_all(host, points, alive, t_vfs)
+        host.sleep(ctx.window / 2)
+        vfs1 = _statvfs_all(host, points, alive, t_vfs)
         if disk0 is not None:
             try:
                 disk1 = parse_diskstats(host.read_text("/proc/diskstats"))
@@ -221,11 +232,18 @@ def disk(ctx: ProbeContext) -> list[Finding]:
         if dt <= 0:
             dt = ctx.window
 
-    findings.extend(_space(ctx, writable, vfs0, vfs1, dt))
+    findings.extend(_space(ctx, writable, vfs0, vfs_mid, vfs1, dt))
     io = _io(ctx, disk0, disk1, psi0, dt)
     if io is not None:
         findings.append(io)
     return findings
+
+
+def _statvfs_all(host: Host, points: list[str], alive: list[str], timeout: float) -> list[VfsResult | BaseException]:
+    """statvfs of the ``alive`` mount points, in parallel, aligned with ``points``."""
+    with call_timeout(timeout):
+        got = dict(zip(alive, parallel_map(host.statvfs, alive, timeout + 0.2), strict=True))
+    return [got.get(p, TimeoutError("not sampled")) for p in points]
 
 
 def _readonly(ctx: ProbeContext, fss: list[Mount], fstab: dict[str, tuple[str, ...]], src: str) -> Finding:
@@ -257,6 +275,7 @@ def _space(
     ctx: ProbeContext,
     mounts: list[Mount],
     vfs0: list[VfsResult | BaseException],
+    vfs_mid: list[VfsResult | BaseException],
     vfs1: list[VfsResult | BaseException],
     dt: float,
 ) -> list[Finding]:
@@ -266,10 +285,12 @@ def _space(
     ino_pct = float(ctx.opt("inodes_exhausted_percent"))
     horizon = float(ctx.opt("growth_horizon_seconds"))
     min_growth = int(ctx.opt("growth_min_bytes"))
+    held_share = float(ctx.opt("growth_held_share"))
     exhausted: list[Evidence] = []
     low: list[Evidence] = []
     inodes: list[Evidence] = []
     growing: list[Evidence] = []
+    bursts: list[str] = []
     unread: list[str] = []
     checked = 0
     grown_checked = 0
@@ -320,19 +341,26 @@ def _space(
                         unit="% inodes free",
                     )
                 )
-        if dt > 0 and i < len(vfs1) and isinstance(vfs1[i], VfsResult):
-            w = vfs1[i]
-            assert isinstance(w, VfsResult)
+        mid = vfs_mid[i] if i < len(vfs_mid) else None
+        w = vfs1[i] if i < len(vfs1) else None
+        if dt > 0 and isinstance(mid, VfsResult) and isinstance(w, VfsResult):
             grown_checked += 1
             grew = v.free - w.free
             if grew >= min_growth:
                 rate = grew / dt
                 eta = w.free / rate
-                if eta < horizon:
+                halves = (v.free - mid.free, mid.free - w.free)
+                if eta >= horizon:
+                    pass
+                elif min(halves) < grew * held_share:
+                    bursts.append(f"{m.point} took {size(grew)} in {dt:.1f}s, "
+                                  f"{size(max(halves))} of it in one half")
+                else:
                     growing.append(
                         Evidence(
                             src,
-                            f"{where}: {size(rate)}/s written over {dt:.1f}s, full in about {eta / 60:.0f} min",
+                            f"{where}: {size(rate)}/s written through both halves of {dt:.1f}s, "
+                            f"full in about {eta / 60:.0f} min",
                             value=round(eta),
                             threshold=horizon,
                             unit="s to full",
@@ -357,7 +385,11 @@ def _space(
             ctx.finding(
                 "disk.space_growing_fast",
                 False,
-                Evidence("statvfs", f"{grown_checked} filesystems sampled {dt:.1f}s apart, none fills within {horizon / 60:.0f} min"),
+                Evidence(
+                    "statvfs",
+                    f"{grown_checked} filesystems sampled over {dt:.1f}s, none fills within {horizon / 60:.0f} min"
+                    + (f" at a rate that held ({'; '.join(bursts)}: a burst, not a trend)" if bursts else ""),
+                ),
             )
         )
     return out
