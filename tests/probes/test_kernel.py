@@ -75,6 +75,16 @@ POSITIVE = [
     ("sd 2:0:0:0: [sdb] tag#0 Sense Key : Medium Error [current]", "disk.io_errors", "sdb"),
     ('XFS (sdc1): metadata I/O error in "xfs_trans_read_buf_map" at daddr 0x2 len 1 error 5', "disk.io_errors", "sdc1"),
     ("ata1.00: error: { UNC }", "disk.io_errors", ""),
+    ("ata3.00: failed command: WRITE FPDMA QUEUED", "disk.io_errors", ""),
+    ("ata1.00: failed command: FLUSH CACHE EXT", "disk.io_errors", ""),
+    (
+        "sd 2:0:0:0: [sdc] tag#12 FAILED Result: hostbyte=DID_TIME_OUT driverbyte=DRIVER_OK cmd_age=30s",
+        "disk.io_errors",
+        "sdc",
+    ),
+    ("sd 0:0:0:0: timing out command, waited 180s", "disk.io_errors", ""),
+    ("nvme nvme0: I/O 512 QID 7 timeout, aborting", "disk.io_errors", ""),
+    ("nvme nvme0: controller is down; will reset: CSTS=0xffffffff, PCI_STATUS=0xffff", "disk.io_errors", ""),
     ("EXT4-fs (sda1): Remounting filesystem read-only", "disk.readonly_remount", "sda1"),
     ("BTRFS info (device sdb1: state EA): forced readonly", "disk.readonly_remount", "sdb1"),
     (
@@ -173,6 +183,14 @@ NEGATIVE = [
     "NMI watchdog: Enabled. Permanently consumes one hw-PMU counter.",
     "watchdog: Disabling watchdog on nohz_full cores by default",
     "WARNING: CPU: 1 PID: 812 at drivers/gpu/drm/drm_edid.c:1234 drm_edid_block_valid+0x1f0/0x210",
+    # an empty port, an optical drive probed at boot, a log page some SSDs lack: not a disk failing
+    "ata2: SATA link down (SStatus 0 SControl 300)",
+    "ata2.00: failed command: IDENTIFY PACKET DEVICE",
+    "ata1.00: failed command: READ LOG DMA EXT",
+    "ata1.00: Read log 0x00 page 0x00 failed, Emask 0x1",
+    "sd 2:0:0:0: [sdb] tag#0 FAILED Result: hostbyte=DID_OK driverbyte=DRIVER_OK cmd_age=0s",
+    "sd 0:0:0:0: [sda] Synchronizing SCSI cache",
+    "nvme nvme0: 8/0/0 default/read/poll queues",
 ]
 
 
@@ -428,6 +446,8 @@ def test_probe_sees_real_hardware_error_lines_and_two_crashing_programs(crash_lo
         with open("/dev/kmsg", "wb", buffering=0) as kmsg:  # one write() is one record
             kmsg.write(f"<3>mce: [Hardware Error]: CPU 0: Machine Check: 0 Bank 5: be00000000800400 ddx-{token}\n".encode())
             kmsg.write(f"<3>EDAC MC0: 1 CE memory read error on DIMM_A1 (channel:0 slot:0 page:0x0) ddx-{token}\n".encode())
+            # a disk failing slowly: libata gives up on a write and resets the link, no I/O error yet
+            kmsg.write(f"<3>ata3.00: failed command: WRITE FPDMA QUEUED ddx-{token}\n".encode())
         _crash([sys.executable, "-c", "import ctypes; ctypes.string_at(0)"])
         if shutil.which("gcc"):
             exe = os.path.join(tmp, f"ddxcrash{token[:4]}")
@@ -445,6 +465,8 @@ def test_probe_sees_real_hardware_error_lines_and_two_crashing_programs(crash_lo
         hw = found["kernel.hardware_error"]
         assert hw.state is State.PRESENT
         assert hw.evidence[0].count == 2 and all(f"ddx-{token}" in s for s in hw.evidence[0].samples)
+        io = found["disk.io_errors"]
+        assert io.state is State.PRESENT and any(f"ddx-{token}" in s for s in io.evidence[0].samples)
         seg = found["procs.segfault"]
         assert seg.state is State.PRESENT
         multi = found["procs.segfaults_multiple_binaries"]

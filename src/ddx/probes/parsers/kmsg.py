@@ -142,6 +142,13 @@ _IO = [
     re.compile(r"Sense Key : (?:Medium|Hardware) Error"),
     re.compile(r"\bata\d+(?:\.\d+)?: .*\{ ?(?:UNC|IDNF|AMNF|ICRC)\b"),
     re.compile(r"\bnvme\S*: I/O \d+ QID \d+ timeout"),
+    # A disk that is failing slowly times out and is reset before (or instead of) an I/O error:
+    # libata names the data command that failed (not the ATAPI probes or log reads at boot),
+    # SCSI a command the host adapter gave up on, NVMe a controller that stopped answering.
+    re.compile(r"\bata\d+(?:\.\d+)?: failed command: (?:READ|WRITE|FLUSH)\b(?! LOG)"),
+    re.compile(r"\bFAILED Result: hostbyte=DID_(?:TIME_OUT|ERROR|ABORT|BAD_TARGET|NO_CONNECT|RESET)\b"),
+    re.compile(r"\btiming out command, waited \d+s"),
+    re.compile(r"\bnvme\S*: controller is down; will reset\b"),
 ]
 
 _READONLY = [

@@ -87,7 +87,7 @@ SEGFAULT_FINDINGS = frozenset({"procs.segfault", "procs.segfaults_multiple_binar
 
 _WHAT = {
     "kernel.hardware_error": "hardware-error (machine check, EDAC, PCIe AER) lines",
-    "disk.io_errors": "block I/O error lines",
+    "disk.io_errors": "block I/O error or disk command timeout lines",
     "disk.readonly_remount": "read-only remounts",
     "memory.oom_kill": "OOM kills",
     "procs.segfault": "program crashes (segfault, trap, bus error)",
