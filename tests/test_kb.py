@@ -182,3 +182,23 @@ def test_copy_of_bundled_conditions_lints_clean(tmp_path):
     (d / "my-crash-loop.yaml").write_text(text)
     kb = lint_paths([d])
     assert "my-crash-loop" in kb.conditions
+
+
+def _first(present: list[str], absent: list[str]) -> tuple[str, float]:
+    from ddx.engine.diagnosis import diagnose
+    from ddx.model import Finding, State
+
+    findings = [Finding(f, State.PRESENT, "test") for f in present] + [Finding(f, State.ABSENT, "test") for f in absent]
+    top = diagnose(load_kb(), findings).hypotheses[0]
+    return top.id, top.probability
+
+
+def test_a_slow_array_member_turns_slow_io_into_a_failing_disk() -> None:
+    """Slow I/O on one host with nothing changed reads as a disk too slow for its load, until
+    one member of the array is seen answering far slower than its peers (a disk failing slowly,
+    long before it logs an error)."""
+    slow_io = ["disk.io_latency_high", "http.latency_high", "scope.single_host"]
+    quiet = ["disk.io_errors", "cpu.saturated", "change.recent_deploy", "http.requests_surge"]
+    assert _first(slow_io, quiet)[0] == "io-saturation"
+    cid, p = _first(slow_io + ["disk.array_member_slow"], quiet)
+    assert cid == "hardware-fault" and p >= 0.5, (cid, p)

@@ -16,6 +16,7 @@ import pytest
 from ddx.host import BundleHost, LiveHost, VfsResult, build_bundle
 from ddx.model import Finding, State
 from ddx.probes.base import ProbeContext, registry
+from ddx.probes.parsers.diskstats import slow_members
 from ddx.probes.parsers.mounts import (
     parse_fstab,
     parse_mountinfo,
@@ -211,6 +212,96 @@ def test_a_long_wait_counts_when_tasks_are_held_up_by_it(psi: object, present: b
         io = _by_id(disk(_ctx(BundleHost(path), window=1.0)))["disk.io_latency_high"]
     assert (io.state is State.PRESENT) is present and io.state is not State.UNKNOWN
     assert _says(io, says), [e.summary for e in io.evidence]
+
+
+def _stats(rows: dict[str, tuple[int, int, int, int]]) -> str:
+    """diskstats lines from name -> (reads, read_ms, writes, write_ms); nothing in flight."""
+    return "".join(f"   8  {i} {n} {r} 0 0 {rms} {w} 0 0 {wms} 0 {rms + wms} {rms + wms}\n"
+                   for i, (n, (r, rms, w, wms)) in enumerate(rows.items()))
+
+
+ARRAY_BEFORE = _stats({"sda": (1000, 5000, 1000, 5000), "sda1": (1000, 5000, 1000, 5000),
+                       "sdb": (1000, 5000, 1000, 5000), "sdb1": (1000, 5000, 1000, 5000),
+                       "sdc": (1000, 5000, 1000, 5000), "sdc1": (1000, 5000, 1000, 5000),
+                       "md0": (3000, 20000, 2000, 15000)})
+
+
+def _after(sdb1: tuple[int, int, int, int], peer: tuple[int, int, int, int] = (1030, 5150, 1030, 5150)) -> str:
+    return _stats({"sda": peer, "sda1": peer, "sdb": sdb1, "sdb1": sdb1, "sdc": peer, "sdc1": peer,
+                   "md0": (3100, 30000, 2100, 25000)})
+
+
+@pytest.mark.parametrize(
+    ("after", "slow", "compared"),
+    [
+        # sdb1 takes 480 ms per request where its peers take 5 ms: failing
+        (_after((1005, 7400, 1005, 7400)), ["sdb1"], 1),
+        # every member at 480 ms: the array is saturated, no member is to blame
+        (_after((1005, 7400, 1005, 7400), peer=(1005, 7400, 1005, 7400)), [], 1),
+        # 40 ms against 5 ms: slower, but within what a busy disk does
+        (_after((1030, 6200, 1030, 6200)), [], 1),
+        # one slow request is not a pattern
+        (_after((1001, 5480, 1000, 5000)), [], 1),
+        # the peers did too little to compare with
+        (_after((1005, 7400, 1005, 7400), peer=(1001, 5005, 1001, 5005)), [], 1),
+        # nothing did enough to judge: no comparison at all (the finding stays unknown)
+        (_after((1001, 5005, 1001, 5005), peer=(1001, 5005, 1001, 5005)), [], 0),
+    ],
+    ids=["failing", "saturated", "busy", "one-request", "idle-peers", "quiet"],
+)
+def test_slow_members_compares_a_member_with_its_peers(after: str, slow: list[str], compared: int) -> None:
+    got, n = slow_members({"md0": ["sda1", "sdb1", "sdc1"]}, parse_diskstats(ARRAY_BEFORE),
+                          parse_diskstats(after), 1.0, await_ms=100.0, factor=5.0, min_requests=5)
+    assert [s.member for s in got] == slow and n == compared
+
+
+def test_a_member_that_stopped_answering_is_slow() -> None:
+    before = ARRAY_BEFORE.replace(" sdb1 1000 0 0 5000 1000 0 0 5000 0 10000", " sdb1 1000 0 0 5000 1000 0 0 5000 3 10000")
+    after = _after((1000, 5000, 1000, 5000)).replace(" sdb1 1000 0 0 5000 1000 0 0 5000 0 10000",
+                                                     " sdb1 1000 0 0 5000 1000 0 0 5000 3 11000")
+    got, compared = slow_members({"md0": ["sda1", "sdb1"]}, parse_diskstats(before), parse_diskstats(after), 1.0,
+                                 await_ms=100.0, factor=5.0, min_requests=5)
+    assert [(s.member, s.requests.stuck) for s in got] == [("sdb1", True)] and compared == 1
+
+
+@pytest.mark.parametrize(
+    ("after", "state", "says"),
+    [
+        (_after((1005, 7400, 1005, 7400)), State.PRESENT,
+         "sdb1 (member of md0): 480 ms per request over 10 requests; its peers under the same load: sda1 5 ms, sdc1 5 ms"),
+        (_after((1030, 5150, 1030, 5150)), State.ABSENT, "the members of md0 (sda1, sdb1, sdc1) answer alike"),
+    ],
+    ids=["failing", "healthy"],
+)
+def test_probe_compares_the_members_of_a_raid_array(after: str, state: State, says: str) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = build_bundle(
+            d,
+            files={"/proc/self/mountinfo": MOUNTINFO, "/proc/diskstats": [ARRAY_BEFORE, after]},
+            listdirs={"/sys/block": ["sda", "sdb", "sdc", "md0", "dm-0", "loop0"],
+                      "/sys/block/md0/slaves": ["sdb1", "sda1", "sdc1"],
+                      "/sys/block/dm-0/slaves": ["md0"],  # LVM on the array: one member, nothing to compare
+                      },
+            statvfs={p: _free(60)[0] for p in ("/", "/dev/shm", "/mnt/my cache")},
+            times=[1000.0, 1001.0],
+        )
+        got = _by_id(disk(_ctx(BundleHost(path), window=1.0)))
+    m = got["disk.array_member_slow"]
+    assert m.state is state and _says(m, says), [e.summary for e in m.evidence]
+
+
+def test_no_array_no_member_finding() -> None:
+    """A host without md or multi-disk volumes (most VMs) has no members to compare: unknown."""
+    with tempfile.TemporaryDirectory() as d:
+        path = build_bundle(
+            d,
+            files={"/proc/self/mountinfo": MOUNTINFO, "/proc/diskstats": [DISKSTATS_A, DISKSTATS_B]},
+            listdirs={"/sys/block": ["vda", "loop0"]},
+            statvfs={p: _free(60)[0] for p in ("/", "/dev/shm", "/mnt/my cache")},
+            times=[1000.0, 1001.0],
+        )
+        got = _by_id(disk(_ctx(BundleHost(path), window=1.0)))
+    assert "disk.array_member_slow" not in got and "disk.io_latency_high" in got
 
 
 def _free(*gib_free: float) -> list[VfsResult]:

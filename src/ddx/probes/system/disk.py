@@ -50,12 +50,17 @@ them does not count.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 from ddx.host import Host, VfsResult, call_timeout, parallel_map
 from ddx.model import Evidence, Finding
 from ddx.probes.base import ProbeContext, probe
+from ddx.probes.parsers.diskstats import (
+    DiskStat,
+    array_members,
+    io_latency,
+    is_partition,
+    parse_diskstats,
+    slow_members,
+)
 from ddx.probes.parsers.mounts import (
     PSEUDO_TYPES,
     SKIP_PREFIXES,
@@ -73,65 +78,6 @@ __all__ = ["DiskStat", "disk", "io_latency", "is_partition", "parse_diskstats"]
 MB = 1 << 20
 
 
-@dataclass(frozen=True)
-class DiskStat:
-    """One line of /proc/diskstats (the fields ddx uses; times in ms)."""
-
-    name: str
-    reads: int
-    read_ms: int
-    writes: int
-    write_ms: int
-    in_flight: int
-    io_ms: int  # time the device had I/O in flight
-
-
-def parse_diskstats(text: str) -> dict[str, DiskStat]:
-    """Parse /proc/diskstats (fields: major minor name reads merged sectors
-    read_ms writes merged sectors write_ms in_flight io_ms weighted_ms ...)."""
-    out: dict[str, DiskStat] = {}
-    for line in text.splitlines():
-        f = line.split()
-        if len(f) < 14:
-            continue
-        try:
-            n = [int(x) for x in f[3:14]]
-        except ValueError:
-            continue
-        out[f[2]] = DiskStat(f[2], n[0], n[3], n[4], n[7], n[8], n[9])
-    return out
-
-
-_PARTITION = re.compile(r"^(?:(?:[shv]d|xvd)[a-z]+\d+|nvme\d+n\d+p\d+|mmcblk\d+p\d+|md\d+p\d+)$")
-_VIRTUAL_DISK = re.compile(r"^(?:loop|ram|zram|sr|fd)\d*$")
-
-
-def is_partition(name: str) -> bool:
-    return bool(_PARTITION.match(name))
-
-
-def io_latency(before: dict[str, DiskStat], after: dict[str, DiskStat], seconds: float) -> list[tuple[str, float, int, bool]]:
-    """Per whole disk: (name, ms per completed request over the window,
-    requests completed, stuck). *Stuck*: requests in flight at both samples,
-    none completed, and the device busy for (nearly) all the window: a request
-    that never returns has unbounded latency."""
-    out = []
-    for name in sorted(after):
-        if name not in before or is_partition(name) or _VIRTUAL_DISK.match(name):
-            continue
-        a, b = before[name], after[name]
-        ops = (b.reads - a.reads) + (b.writes - a.writes)
-        ms = (b.read_ms - a.read_ms) + (b.write_ms - a.write_ms)
-        busy = b.io_ms - a.io_ms
-        stuck = ops == 0 and a.in_flight > 0 and b.in_flight > 0 and busy >= 0.9 * seconds * 1000
-        if ops < 0 or ms < 0:  # counters wrapped or device replaced
-            continue
-        out.append((name, ms / ops if ops else 0.0, ops, stuck))
-    return out
-
-
-
-
 def _pct(part: float, total: float) -> float:
     return 100.0 * part / total if total else 0.0
 
@@ -145,6 +91,7 @@ def _pct(part: float, total: float) -> float:
         "disk.inodes_exhausted",
         "disk.readonly_remount",
         "disk.io_latency_high",
+        "disk.array_member_slow",
     ),
     timeout=3.0,
     options={
@@ -170,6 +117,9 @@ def _pct(part: float, total: float) -> float:
         "io_await_ms": 100.0,
         # Fewer requests than this in the window are too few to judge latency.
         "io_min_requests": 5,
+        # A member of a RAID array or multi-disk volume this many times slower per request than
+        # the median of its peers (and above io_await_ms) is failing: the members share the load.
+        "member_slow_factor": 5.0,
         # PSI io "full": share of time all non-idle tasks waited on I/O, over the window and
         # over the last 10 s (the lower of the two); 10% is a sustained stall.
         "io_psi_full_percent": 10.0,
@@ -212,6 +162,7 @@ def disk(ctx: ProbeContext) -> list[Finding]:
     except (FileNotFoundError, PermissionError, LookupError):
         disk0 = None
     psi0 = read_psi(host, "io") if ctx.window > 0 else None
+    arrays = array_members(host) if disk0 is not None else {}
     t0 = host.time()
     dt = 0.0
     vfs_mid: list[VfsResult | BaseException] = []
@@ -236,6 +187,8 @@ def disk(ctx: ProbeContext) -> list[Finding]:
     io = _io(ctx, disk0, disk1, psi0, dt)
     if io is not None:
         findings.append(io)
+    if arrays and disk0 is not None and disk1 is not None and dt > 0:
+        findings.extend(_members(ctx, arrays, disk0, disk1, dt))
     return findings
 
 
@@ -412,6 +365,33 @@ def _stall(psi: dict[str, dict[str, float]], psi0: dict[str, dict[str, float]] |
     words = f"{avg10:.1f}% of the last 10 s" if now is None else \
         f"{now:.1f}% of the {dt:.1f}s window, {avg10:.1f}% of the last 10 s"
     return held_pressure(psi, now, line) or 0.0, words
+
+
+def _members(ctx: ProbeContext, arrays: dict[str, list[str]], disk0: dict[str, DiskStat],
+             disk1: dict[str, DiskStat], dt: float) -> list[Finding]:
+    slow, compared = slow_members(
+        arrays, disk0, disk1, dt,
+        await_ms=float(ctx.opt("io_await_ms")),
+        factor=float(ctx.opt("member_slow_factor")),
+        min_requests=int(ctx.opt("io_min_requests")),
+    )
+    src = "/proc/diskstats"
+    if slow:
+        ev = []
+        for s in slow:
+            peers = ", ".join(f"{n} {p.ms:.0f} ms" for n, p in sorted(s.peers.items()))
+            mine = (f"requests in flight, none completed in {dt:.1f}s" if s.requests.stuck else
+                    f"{s.requests.ms:.0f} ms per request over {s.requests.ops} requests")
+            ev.append(Evidence(src, f"{s.member} (member of {s.holder}): {mine}; its peers under the same load: {peers}",
+                               value="stuck" if s.requests.stuck else round(s.requests.ms, 1),
+                               threshold=round(max(s.peers_ms, 1.0) * float(ctx.opt("member_slow_factor")), 1),
+                               unit="ms"))
+        return [ctx.finding("disk.array_member_slow", True, *ev)]
+    if not compared:
+        return []  # arrays, but too little I/O in the window to compare their members: unknown
+    names = ", ".join(f"{h} ({', '.join(m)})" for h, m in arrays.items())
+    return [ctx.finding("disk.array_member_slow", False,
+                        Evidence(src, f"the members of {names} answer alike over {dt:.1f}s"))]
 
 
 def _io(ctx: ProbeContext, disk0: dict[str, DiskStat] | None, disk1: dict[str, DiskStat] | None,
