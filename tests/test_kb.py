@@ -202,3 +202,20 @@ def test_a_slow_array_member_turns_slow_io_into_a_failing_disk() -> None:
     assert _first(slow_io, quiet)[0] == "io-saturation"
     cid, p = _first(slow_io + ["disk.array_member_slow"], quiet)
     assert cid == "hardware-fault" and p >= 0.5, (cid, p)
+
+
+@pytest.mark.parametrize(
+    ("present", "absent", "want"),
+    [
+        # a proxy whose connects to its upstream fail with EADDRNOTAVAIL while the upstream is up
+        (["logs.addr_not_available", "http.gateway_errors", "scope.intermittent"], ["svc.down", "cpu.saturated"],
+         "ephemeral-port-exhaustion"),
+        (["net.ephemeral_ports_exhausted", "http.5xx_rate_high"], [], "ephemeral-port-exhaustion"),
+        # packets of new connections dropped by a full conntrack table, the services idle
+        (["kernel.conntrack_full", "logs.timeouts", "http.latency_high"], ["cpu.saturated"], "conntrack-table-full"),
+    ],
+    ids=["eaddrnotavail-in-logs", "ports-held", "conntrack-full"],
+)
+def test_the_network_table_limits_lead_on_their_own_evidence(present: list[str], absent: list[str], want: str) -> None:
+    cid, p = _first(present, absent)
+    assert cid == want and p >= 0.5, (cid, p)

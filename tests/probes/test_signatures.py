@@ -111,6 +111,14 @@ POSITIVE: dict[str, list[str]] = {
         "[Sun Nov 22 05:32:09.1 2026] [proxy:error] [pid 2] (111)Connection refused: AH00957: HTTP: attempt "
         "to connect to 127.0.0.1:8080 (127.0.0.1) failed",
     ],
+    "eaddrnotavail": [
+        "2026/11/22 05:32:09 [crit] 1#1: *9 connect() failed (99: Cannot assign requested address) while "
+        'connecting to upstream, client: 10.0.0.1, server: _, request: "GET / HTTP/1.1"',
+        "OSError: [Errno 99] Cannot assign requested address",
+        "java.net.NoRouteToHostException: Cannot assign requested address (Address not available)",
+        "Error: connect EADDRNOTAVAIL 10.0.0.5:5432 - Local (0.0.0.0:0)",
+        "redis.exceptions.ConnectionError: Error 99 connecting to 10.0.0.7:6379. Cannot assign requested address.",
+    ],
     "timed_out": [
         "2026/11/22 05:32:09 [error] 1#1: *9 upstream timed out (110: Connection timed out) while reading "
         'response header from upstream, client: 10.0.0.1',
@@ -338,6 +346,11 @@ NEGATIVE: dict[str, list[str]] = {
     "econnrefused": ["Nov 22 05:32:09 web sshd[1]: error: connect_to 127.0.0.1 port 8080: failed: "
                      "Connection refused",
                      "refusing to start: already running"],
+    "eaddrnotavail": ["2026/11/22 05:32:09 [emerg] 1#1: bind() to 10.0.0.5:80 failed (99: Cannot assign requested "
+                      "address)",
+                      "java.net.BindException: Cannot assign requested address",
+                      "Error: listen EADDRNOTAVAIL: address not available 10.9.9.9:3000",
+                      "errno 99 counters reset"],
     "timed_out": ["Nov 22 05:32:09 web sshd[5]: Connection timed out during banner exchange",
                   "DEBUG: connect timed out, retrying", "ERROR 1205 (HY000): Lock wait timeout exceeded",
                   "2026-11-22 05:32:09 INFO timed outputs enabled"],

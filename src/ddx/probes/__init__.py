@@ -1,7 +1,7 @@
 """The probes, grouped by what they look at; each module registers with ``@probe``.
 
 - ``system``: the host's resources and kernel (disk, memory, cpu, procs, fds,
-  kernel, net, clock);
+  kernel, net, ports, clock);
 - ``history``: what happened before ddx looked (changes, log files);
 - ``services``: the services that run here (http, tls, memcached, redis,
   postgres, mysql, pools, drift, haproxy);
@@ -31,6 +31,7 @@ PROBE_MODULES: tuple[str, ...] = (
     "system.memholders",
     "system.kernel",
     "system.net",
+    "system.ports",
     "system.clock",
     "history.changes",
     "history.logfiles",

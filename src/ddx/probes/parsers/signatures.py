@@ -168,6 +168,15 @@ SIGNATURES: tuple[Signature, ...] = (
          "libpq 'could not connect to server: Connection refused'). Not sshd.",
          unless=_SSHD,
          keywords=("connection refused", "econnrefused", "connectionrefused", "connect() failed (111")),
+    _sig("eaddrnotavail", "logs.addr_not_available",
+         r"Cannot assign requested address|\bEADDRNOTAVAIL\b|\[Errno 99\]|connect\(\) failed \(99\b",
+         "An outgoing connection with no local port (or address) left to use: errno 99 'Cannot assign "
+         "requested address' (nginx 'connect() failed (99: ...) while connecting to upstream', Java "
+         "NoRouteToHostException, Python '[Errno 99]', Node EADDRNOTAVAIL, redis-py 'Error 99 connecting'). "
+         "Not a server that cannot bind an address it does not have ('bind() to 10.0.0.5:80 failed (99: "
+         "...)', Java BindException): that is its configuration, not its ports.",
+         unless=r"\bbind\b|BindException|\blisten",
+         keywords=("cannot assign requested address", "eaddrnotavail", "errno 99", "failed (99")),
     _sig("timed_out", "logs.timeouts",
          r"\btimed out\b|\bETIMEDOUT\b|deadline exceeded|\bTimeoutError\b|SocketTimeoutException"
          r"|\bTimeoutException\b|\bWORKER TIMEOUT\b|\b(?:Read|Connect|Connection|Pool)Timeout(?:Error)?\b",

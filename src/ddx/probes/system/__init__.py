@@ -1,1 +1,1 @@
-"""Probes of the host's own resources and kernel: disk, memory, cpu, processes, fds, kernel log, network, clock."""
+"""Probes of the host's own resources and kernel: disk, memory, cpu, processes, fds, kernel log, network, local ports, clock."""
