@@ -1,5 +1,5 @@
 """disk: space and inodes per real filesystem, read-only remounts, growth over
-the sampling window, and I/O latency.
+the sampling window, I/O latency, and array members slower than their peers.
 
 Which filesystems count ("real" ones, the ones services write to):
 
@@ -38,6 +38,14 @@ failing disk holds tasks back for as long as it lasts. Without PSI the wait
 alone decides. PSI io "full" (every non-idle task stalled) counts on its own,
 again over both the window and the last 10 s. I/O *errors* are the kernel
 probe's.
+
+Array members: the members of an md RAID array or of a volume striped or
+mirrored over several disks (``/sys/block/HOLDER/slaves``) share its load, so
+one that takes ``member_slow_factor`` times its peers' median per request (and
+at least ``io_await_ms``), or whose requests never complete while theirs do, is
+failing, not busy: ``disk.array_member_slow``. A disk failing slowly retries
+inside before it answers, long before the kernel logs an error. Without such
+devices, or with too little I/O to compare, the finding stays unknown.
 
 Growth: free space is read at the start, the middle and the end of the window.
 A filesystem grows fast when, at the rate of the whole window, it fills within
