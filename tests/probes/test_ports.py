@@ -8,11 +8,12 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from typing import Any
 
 import pytest
 
 from ddx.host import BundleHost, build_bundle
-from ddx.model import State
+from ddx.model import Finding, State
 from ddx.probes.base import ProbeContext, registry
 from ddx.probes.system.ports import parse_port_range, ports, split_port
 
@@ -29,7 +30,7 @@ def _ss(rows: list[tuple[str, str, str]]) -> str:
     return "".join(f"{st} 0 0 {local} {peer}\n" for st, local, peer in rows)
 
 
-def _run(ss_out: str, rng: str = "40000 40099") -> list:  # type: ignore[type-arg]
+def _run(ss_out: str, rng: str = "40000 40099") -> list[Finding]:
     with tempfile.TemporaryDirectory() as d:
         path = build_bundle(d, files={"/proc/sys/net/ipv4/ip_local_port_range": rng},
                             commands={("ss", "-Hatn"): ss_out})
@@ -85,7 +86,7 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def _in_netns(connections: int) -> dict:  # type: ignore[type-arg]
+def _in_netns(connections: int) -> dict[str, Any]:
     proc = subprocess.run(["unshare", "--net", "--fork", sys.executable, "-c", _CHILD, str(connections)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]

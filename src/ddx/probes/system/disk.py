@@ -163,8 +163,7 @@ def disk(ctx: ProbeContext) -> list[Finding]:
     writable = [m for m in fss if m.writable]
     points = [m.point for m in writable]
     t_vfs = float(ctx.opt("statvfs_timeout"))
-    with call_timeout(t_vfs):
-        vfs0 = parallel_map(host.statvfs, points, t_vfs + 0.2)
+    vfs0 = _statvfs_all(host, points, points, t_vfs)
     try:
         disk0 = parse_diskstats(host.read_text("/proc/diskstats"))
     except (FileNotFoundError, PermissionError, LookupError):
@@ -201,7 +200,8 @@ def disk(ctx: ProbeContext) -> list[Finding]:
 
 
 def _statvfs_all(host: Host, points: list[str], alive: list[str], timeout: float) -> list[VfsResult | BaseException]:
-    """statvfs of the ``alive`` mount points, in parallel, aligned with ``points``."""
+    """statvfs of the ``alive`` mount points (all of them at the window's start, then those that
+    answered), in parallel, aligned with ``points``."""
     with call_timeout(timeout):
         got = dict(zip(alive, parallel_map(host.statvfs, alive, timeout + 0.2), strict=True))
     return [got.get(p, TimeoutError("not sampled")) for p in points]
